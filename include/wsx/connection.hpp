@@ -1,0 +1,920 @@
+// wsx/connection.hpp - the whole WebSocket protocol for one connection, with
+// no I/O: bytes in, events out; calls in, bytes out.
+//
+//   connection c(role::server, options);
+//   c.receive(bytes_from_socket);          // or prepare(n) + read + commit(n)
+//   while (auto ev = c.next_event()) { ... } // request, message, ping, close...
+//   write(c.pending_output()); c.consume_output(n);
+//   if (c.should_close_transport()) ...     // once the output is written
+//
+// Views handed out by next_event() (payloads, reasons, the request) point
+// into the connection's buffers: they stay valid until the next call to
+// next_event(), receive(), prepare() or commit(). A single-frame message is
+// never copied: it is unmasked and validated where it was read.
+//
+// Time belongs to the caller: tell the connection what time it is with
+// tick(now), and ask next_deadline() when to call tick() again. Open, close,
+// ping and pong deadlines are all handled there.
+#pragma once
+
+#include <wsx/bytes.hpp>
+#include <wsx/close_code.hpp>
+#include <wsx/deflate.hpp>
+#include <wsx/error.hpp>
+#include <wsx/frame.hpp>
+#include <wsx/handshake.hpp>
+#include <wsx/http.hpp>
+#include <wsx/mask.hpp>
+#include <wsx/random.hpp>
+#include <wsx/utf8.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <vector>
+
+namespace wsx {
+
+using clock_type = std::chrono::steady_clock;
+using time_point = clock_type::time_point;
+using duration = std::chrono::milliseconds;
+
+// Every limit has a name and a default (see the README's limits table). A
+// duration of zero turns that timer off.
+struct connection_options {
+    std::size_t max_message_size = 1024 * 1024;   // after inflation; close 1009
+    std::size_t max_frame_size = 1024 * 1024;     // one frame's payload; close 1009
+    std::size_t max_fragments = 100000;           // frames per message; close 1009
+    std::size_t max_pending_output = 1024 * 1024; // above it, send_* answers would_block
+    std::size_t fragment_size = 0;                // split outgoing messages above this (0: never)
+    bool streaming = false;                       // deliver message_chunk events, frame by frame
+    duration open_timeout{10000};
+    duration close_timeout{10000};
+    duration ping_interval{20000};
+    duration ping_timeout{20000};
+    http_limits http;                            // handshake head size and header count
+    origin_policy origins;                       // server: which Origin headers are let in
+    std::optional<deflate_options> deflate;      // permessage-deflate offered/accepted when set
+    random_source random;                        // mask keys, Sec-WebSocket-Key; CSPRNG when empty
+};
+
+enum class state : std::uint8_t { connecting, open, closing, closed };
+
+enum class event_type : std::uint8_t {
+    none,
+    request,  // server: a valid upgrade request; call accept() or reject()
+    response, // client: the server's answer (101 or not)
+    message,  // a whole text or binary message
+    chunk,    // streaming: one piece of a message; `fin` on the last
+    ping,
+    pong,
+    close,    // always the last event, exactly once
+};
+
+struct event {
+    event_type type = event_type::none;
+    bool text = false;      // message, chunk: a text message
+    bool fin = true;        // chunk: the last piece of its message
+    const_bytes data;       // message, chunk, ping, pong: the payload
+    // close: the connection's close code - the one in the peer's close frame,
+    // or the one we failed the connection with (1002, 1007, 1009, 1011), or
+    // abnormal (1006) when it ended without close frames - with the peer's
+    // reason, whether the peer started the closing handshake, and the error
+    // that failed the connection, if one did.
+    close_code code = close_code::no_status;
+    std::string_view reason;
+    bool closed_by_peer = false;
+    std::error_code ec;
+
+    explicit operator bool() const noexcept { return type != event_type::none; }
+    std::string_view data_view() const noexcept { return as_string_view(data); }
+};
+
+// Server: how to answer an upgrade request.
+struct accept_options {
+    std::string subprotocol; // empty, or one the client offered (see select_subprotocol)
+    http_fields headers;     // more response fields (Set-Cookie, ...)
+};
+
+class connection {
+public:
+    connection(role r, connection_options options = {})
+        : role_(r), options_(std::move(options)) {
+        if (!options_.random) options_.random = default_random_source();
+    }
+
+    role get_role() const noexcept { return role_; }
+    state get_state() const noexcept { return state_; }
+    const connection_options& options() const noexcept { return options_; }
+    // The error that failed the connection, if any (sticky).
+    std::error_code error() const noexcept { return error_; }
+
+    // ---- bytes in -------------------------------------------------------
+
+    // A writable area of at least n bytes at the end of the input buffer.
+    mutable_bytes prepare(std::size_t n) {
+        if (in_read_ == in_end_) in_read_ = in_end_ = 0;
+        if (in_.size() - in_end_ < n) {
+            if (in_read_ > 0) { // compact what is unread to the front
+                std::memmove(in_.data(), in_.data() + in_read_, in_end_ - in_read_);
+                in_end_ -= in_read_;
+                in_read_ = 0;
+            }
+            if (in_.size() - in_end_ < n) in_.resize(in_end_ + n);
+        }
+        return {in_.data() + in_end_, in_.size() - in_end_};
+    }
+    // Makes n bytes written into prepare()'s area part of the input.
+    void commit(std::size_t n) noexcept { in_end_ += std::min(n, in_.size() - in_end_); }
+
+    // Copies bytes in.
+    void receive(const_bytes data) {
+        if (data.empty()) return;
+        auto area = prepare(data.size());
+        std::memcpy(area.data(), data.data(), data.size());
+        commit(data.size());
+    }
+
+    // The transport reached end of stream.
+    void receive_eof() noexcept {
+        eof_ = true;
+        // RFC 6455 §7.1.1: a client that got the server's close frame waits
+        // for the server to close TCP; this is that close, so stop waiting.
+        if (state_ == state::closed) close_transport_ = true;
+    }
+
+    // How many bytes a read should ask for: the rest of the frame being
+    // received when it is large, else a comfortable default.
+    std::size_t read_size_hint() const noexcept {
+        constexpr std::size_t minimum = 16 * 1024;
+        return std::max(minimum, wanted_);
+    }
+
+    // ---- events out -----------------------------------------------------
+
+    event next_event();
+
+    // ---- the opening handshake -------------------------------------------
+
+    // Client: queue the upgrade request. `request` says what to ask for
+    // (host, target, origin, subprotocols, extra headers).
+    std::error_code start_handshake(client_request_options request);
+
+    // Server: answer the request event with 101 Switching Protocols.
+    std::error_code accept(accept_options answer = {});
+    // Server: answer the request event with an HTTP error or any other
+    // response (a health check, a redirect, 401 with WWW-Authenticate).
+    std::error_code reject(int status, std::string_view body = {}, const http_fields& headers = {});
+
+    // The parsed request (server) or response (client) of the handshake,
+    // valid until release_handshake().
+    const server_request& request() const noexcept { return handshake().request; }
+    const client_response& response() const noexcept { return handshake().response; }
+    // Frees the handshake's head and parse state (a few KiB) once the caller
+    // has taken what it needs from request() or response(); they are empty
+    // afterwards.
+    void release_handshake() noexcept {
+        if (state_ != state::connecting) hs_.reset();
+    }
+    // The agreed subprotocol (empty when none) and permessage-deflate.
+    std::string_view subprotocol() const noexcept { return subprotocol_; }
+    bool deflate_enabled() const noexcept { return deflate_.has_value(); }
+
+    // Skips the HTTP handshake: for callers who performed it themselves.
+    void open_without_handshake(std::optional<deflate_params> deflate = {}) {
+        set_open(std::move(deflate));
+    }
+
+    // ---- calls in ---------------------------------------------------------
+
+    std::error_code send_text(std::string_view text) { return send_message(opcode::text, as_bytes(text)); }
+    std::error_code send_binary(const_bytes data) { return send_message(opcode::binary, data); }
+    // A message in pieces: begin_message, any number of continue_message,
+    // finish_message. Control frames may be sent in between.
+    std::error_code begin_message(bool text, const_bytes data);
+    std::error_code continue_message(const_bytes data) { return send_fragment(data, false); }
+    std::error_code finish_message(const_bytes data = {}) { return send_fragment(data, true); }
+    std::error_code send_ping(const_bytes payload = {});
+    std::error_code send_pong(const_bytes payload = {});
+    // Starts the closing handshake (or, while connecting, abandons it).
+    std::error_code close(close_code code = close_code::normal, std::string_view reason = {});
+
+    // ---- bytes out ----------------------------------------------------------
+
+    // The first contiguous piece of the bytes to write.
+    const_bytes pending_output() const noexcept;
+    // Fills up to `max` buffers (for writev / buffer sequences); returns how many.
+    std::size_t pending_output(const_bytes* buffers, std::size_t max) const noexcept;
+    std::size_t pending_output_size() const noexcept { return out_size_; }
+    void consume_output(std::size_t n) noexcept;
+    // True once the transport should be shut down (after writing the output):
+    // the connection failed, or the closing handshake is over (RFC 6455
+    // §7.1.1: the server closes the TCP connection first; a client waits for
+    // it, up to the close timeout).
+    bool should_close_transport() const noexcept { return close_transport_; }
+
+    // ---- time ----------------------------------------------------------------
+
+    void tick(time_point now);
+    std::optional<time_point> next_deadline() const noexcept;
+    // Round-trip time of the last keepalive ping answered.
+    std::optional<duration> latency() const noexcept { return latency_; }
+
+private:
+    static const_bytes as_bytes(std::string_view s) noexcept {
+        return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
+    }
+
+    std::error_code send_message(opcode op, const_bytes data);
+    std::error_code send_fragment(const_bytes data, bool fin);
+    std::error_code check_can_send() const noexcept;
+    void queue_data(opcode first_op, const_bytes data, bool fin, bool compressed);
+    void queue_frame(opcode op, const_bytes payload, bool fin, std::uint8_t rsv = 0);
+    void queue_close(close_code code, std::string_view reason);
+    void flush_pending_pong();
+
+    event handshake_event();
+    template <class Parser, class Head>
+    http_parse_result parse_head(Parser& parser, Head& head);
+    void append_error_response_to_output(std::error_code ec);
+    void queue_bytes(std::string_view bytes);
+    event process_frame(const frame_header& h, mutable_bytes payload);
+    event fail(std::error_code ec, close_code code);
+    event close_event(close_code code, std::string_view reason, bool by_peer, std::error_code ec = {});
+    void set_open(std::optional<deflate_params> deflate);
+    void abandon(std::error_code ec, close_code code = close_code::abnormal);
+
+    static close_code close_code_for(std::error_code ec) noexcept;
+
+    role role_;
+    state state_ = state::connecting;
+    connection_options options_;
+    std::error_code error_;
+    close_code failure_code_ = close_code::abnormal;
+    bool eof_ = false;
+    bool close_sent_ = false;
+    bool close_event_sent_ = false;
+    bool close_transport_ = false;
+    bool awaiting_answer_ = false; // server: request event delivered, accept/reject pending
+
+    // Input: unread bytes are in_[in_read_, in_end_).
+    std::vector<std::uint8_t> in_;
+    std::size_t in_read_ = 0;
+    std::size_t in_end_ = 0;
+    std::size_t wanted_ = 0;
+
+    // The message being received.
+    bool in_message_ = false;
+    bool message_text_ = false;
+    bool message_compressed_ = false;
+    std::size_t message_fragments_ = 0;
+    std::size_t message_size_ = 0;
+    std::vector<std::uint8_t> message_;
+    utf8_validator utf8_;
+
+    // The message being sent in pieces.
+    bool sending_message_ = false;
+    bool sending_compressed_ = false;
+
+    // Output: out_[out_read_, out_.size()) is waiting to be written.
+    std::vector<std::uint8_t> out_;
+    std::size_t out_read_ = 0;
+    std::size_t out_size_ = 0;
+    std::vector<std::uint8_t> scratch_; // compressed payloads
+
+    // A pong owed to the peer, coalesced while the output is above its limit
+    // (RFC 6455 §5.5.3 allows answering only the most recent ping).
+    bool pong_owed_ = false;
+    std::uint8_t pong_payload_[max_control_payload]{};
+    std::size_t pong_size_ = 0;
+
+    // The handshake, kept apart: only its bytes and parse results live here.
+    struct handshake_state {
+        std::string head; // the request or response head, copied out of the input
+        http_request_parser request_parser;
+        http_response_parser response_parser;
+        server_request request;
+        client_response response;
+        client_request_options client_request;
+        std::string key;
+        handshake_state(const http_limits& limits) : request_parser(limits), response_parser(limits) {}
+    };
+    const handshake_state& handshake() const noexcept {
+        static const handshake_state none{http_limits{}};
+        return hs_ ? *hs_ : none;
+    }
+    std::unique_ptr<handshake_state> hs_;
+    std::string subprotocol_;
+    std::optional<deflate_params> deflate_;
+    deflater deflater_;
+    inflater inflater_;
+
+    // Time.
+    std::optional<time_point> now_;
+    std::optional<time_point> open_deadline_;
+    std::optional<time_point> close_deadline_;
+    time_point last_activity_{};
+    std::optional<time_point> ping_sent_;
+    std::uint8_t ping_payload_[4]{};
+    std::optional<duration> latency_;
+};
+
+
+// ---- implementation ---------------------------------------------------------
+
+inline close_code connection::close_code_for(std::error_code ec) noexcept {
+    if (ec == error::invalid_utf8) return close_code::invalid_payload;
+    if (ec == error::message_too_big || ec == error::frame_too_big || ec == error::too_many_fragments)
+        return close_code::message_too_big;
+    if (ec == error::ping_timeout || ec == error::deflate_failed) return close_code::internal_error;
+    return close_code::protocol_error;
+}
+
+inline event connection::close_event(close_code code, std::string_view reason, bool by_peer,
+                                     std::error_code ec) {
+    state_ = state::closed;
+    close_event_sent_ = true;
+    event ev;
+    ev.type = event_type::close;
+    ev.code = code;
+    ev.reason = reason;
+    ev.closed_by_peer = by_peer;
+    ev.ec = ec;
+    return ev;
+}
+
+// RFC 6455 §7.1.7: "If _The WebSocket Connection is Established_ prior to the
+// point where the endpoint is required to _Fail the WebSocket Connection_, the
+// endpoint SHOULD send a Close frame with an appropriate status code (Section
+// 7.4) before proceeding to _Close the WebSocket Connection_", and then
+// "MUST NOT continue to attempt to process data ... including a responding
+// Close frame".
+inline event connection::fail(std::error_code ec, close_code code) {
+    error_ = ec;
+    if ((state_ == state::open || state_ == state::closing) && !close_sent_) {
+        queue_close(code, ec == error::ping_timeout ? std::string_view("keepalive ping timeout")
+                                                    : std::string_view());
+    }
+    close_transport_ = true;
+    in_read_ = in_end_ = 0;
+    return close_event(code, {}, false, ec);
+}
+
+// Ends the connection without (more) close frames; next_event() reports it.
+inline void connection::abandon(std::error_code ec, close_code code) {
+    error_ = ec;
+    failure_code_ = code;
+    close_transport_ = true;
+    state_ = state::closed;
+}
+
+inline event connection::next_event() {
+    if (close_event_sent_) return {};
+    if (state_ == state::closed) {
+        // Closed without its event yet: a handshake failure or a timeout.
+        return close_event(failure_code_, {}, false, error_);
+    }
+    if (state_ == state::connecting) return handshake_event();
+
+    for (;;) {
+        if (pong_owed_) flush_pending_pong();
+        const_bytes unread(in_.data() + in_read_, in_end_ - in_read_);
+        frame_header h;
+        const std::uint8_t allowed_rsv = deflate_ ? rsv1_bit : 0;
+        const auto parsed = parse_frame_header(unread, role_, h, allowed_rsv);
+        if (parsed.status == parse_status::error) return fail(parsed.ec, close_code_for(parsed.ec));
+        if (parsed.status == parse_status::complete) {
+            // Limits are checked on the header, before any payload is stored.
+            if (!is_control(h.op) && h.payload_length > options_.max_frame_size)
+                return fail(error::frame_too_big, close_code::message_too_big);
+            // Only a continuation adds to the bytes already received; a
+            // message that ended counts nothing against the next one.
+            const std::size_t received =
+                h.op == opcode::continuation && in_message_ ? std::min(message_size_, options_.max_message_size) : 0;
+            if (!is_control(h.op) && !(h.rsv & rsv1_bit) && !(in_message_ && message_compressed_) &&
+                h.payload_length > options_.max_message_size - received)
+                return fail(error::message_too_big, close_code::message_too_big);
+            const std::size_t total = parsed.size + static_cast<std::size_t>(h.payload_length);
+            if (unread.size() >= total) {
+                mutable_bytes payload(in_.data() + in_read_ + parsed.size,
+                                      static_cast<std::size_t>(h.payload_length));
+                in_read_ += total;
+                wanted_ = 0;
+                if (now_) last_activity_ = *now_;
+                if (h.masked) apply_mask(payload, h.key);
+                event ev = process_frame(h, payload);
+                if (ev) return ev;
+                continue;
+            }
+            wanted_ = total - unread.size();
+        } else {
+            wanted_ = parsed.size - unread.size();
+        }
+        // Not a whole frame yet.
+        if (eof_) {
+            in_read_ = in_end_ = 0;
+            error_ = error::unexpected_eof;
+            close_transport_ = true;
+            return close_event(close_code::abnormal, {}, false, error::unexpected_eof);
+        }
+        return {};
+    }
+}
+
+inline event connection::process_frame(const frame_header& h, mutable_bytes payload) {
+    // Frames that arrive after the peer's close frame are ignored: RFC 6455
+    // §5.5.1 "the endpoint ... MUST NOT send any more data frames after
+    // sending a Close frame"; we have nothing more to deliver either.
+    switch (h.op) {
+    case opcode::ping:
+    case opcode::pong:
+    case opcode::close: {
+        // RFC 7692 §6.1: permessage-deflate sets RSV1 only on data frames.
+        if (h.rsv & rsv1_bit) return fail(error::reserved_bits_set, close_code::protocol_error);
+        event ev;
+        ev.data = payload;
+        if (h.op == opcode::ping) {
+            // RFC 6455 §5.5.2: "Upon receipt of a Ping frame, an endpoint MUST
+            // send a Pong frame in response ... with identical Application data".
+            if (!close_sent_) {
+                pong_owed_ = true;
+                pong_size_ = payload.size();
+                if (!payload.empty()) std::memcpy(pong_payload_, payload.data(), payload.size());
+                flush_pending_pong();
+            }
+            ev.type = event_type::ping;
+            return ev;
+        }
+        if (h.op == opcode::pong) {
+            // RFC 6455 §5.5.3: "A Pong frame MAY be sent unsolicited" and needs
+            // no answer. One that echoes our keepalive ping ends its wait.
+            if (ping_sent_ && payload.size() == sizeof ping_payload_ &&
+                std::memcmp(payload.data(), ping_payload_, sizeof ping_payload_) == 0) {
+                if (now_) latency_ = std::chrono::duration_cast<duration>(*now_ - *ping_sent_);
+                ping_sent_.reset();
+            }
+            ev.type = event_type::pong;
+            return ev;
+        }
+        close_payload received;
+        if (auto ec = parse_close_payload(payload, received)) return fail(ec, close_code_for(ec));
+        const bool by_peer = !close_sent_;
+        if (!close_sent_) {
+            // RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did
+            // not previously send a Close frame, the endpoint MUST send a Close
+            // frame in response. ... typically echoing the status code it received".
+            queue_close(received.code, {});
+        }
+        // RFC 6455 §7.1.1: "the server SHOULD ... close the underlying TCP
+        // connection" first; a client waits for that, up to the close timeout.
+        if (role_ == role::server || eof_) {
+            close_transport_ = true;
+        } else if (now_ && options_.close_timeout.count() > 0) {
+            close_deadline_ = *now_ + options_.close_timeout;
+        } else if (options_.close_timeout.count() == 0) {
+            close_transport_ = true;
+        }
+        return close_event(received.code, received.reason, by_peer);
+    }
+    case opcode::continuation:
+    case opcode::text:
+    case opcode::binary:
+        break;
+    }
+
+    const bool first = h.op != opcode::continuation;
+    if (first) {
+        // RFC 6455 §5.4: a new message may not start inside a fragmented one.
+        if (in_message_) return fail(error::expected_continuation, close_code::protocol_error);
+        in_message_ = true;
+        message_text_ = h.op == opcode::text;
+        message_compressed_ = (h.rsv & rsv1_bit) != 0;
+        message_fragments_ = 0;
+        message_size_ = 0;
+        message_.clear();
+        utf8_.reset();
+    } else {
+        // RFC 6455 §5.4: a continuation needs a message to continue.
+        if (!in_message_) return fail(error::unexpected_continuation, close_code::protocol_error);
+        // RFC 7692 §6.1: RSV1 is set on the first frame of a message only.
+        if (h.rsv & rsv1_bit) return fail(error::reserved_bits_set, close_code::protocol_error);
+    }
+    if (++message_fragments_ > options_.max_fragments)
+        return fail(error::too_many_fragments, close_code::message_too_big);
+
+    const_bytes data = payload;
+    if (message_compressed_) {
+        // RFC 7692 §8: bound the inflated size while inflating, not after.
+        // In streaming mode each chunk starts the buffer afresh.
+        if (options_.streaming) message_.clear();
+        const std::size_t before = message_.size();
+        if (auto ec = inflater_.decompress(payload, h.fin, message_, options_.max_message_size))
+            return fail(ec, close_code_for(ec));
+        data = const_bytes(message_.data() + before, message_.size() - before);
+    }
+    message_size_ += data.size();
+
+    // RFC 6455 §8.1: text must be valid UTF-8; failing at the first invalid
+    // byte, fragment by fragment, not at the end of the message.
+    if (message_text_ && !utf8_.feed(data)) return fail(error::invalid_utf8, close_code::invalid_payload);
+    if (h.fin) {
+        in_message_ = false;
+        if (message_text_ && !utf8_.complete()) return fail(error::invalid_utf8, close_code::invalid_payload);
+    }
+    event ev;
+    ev.text = message_text_;
+    ev.fin = h.fin;
+    if (options_.streaming) {
+        ev.type = event_type::chunk;
+        ev.data = data;
+        return ev;
+    }
+    if (!message_compressed_) {
+        if (first && h.fin) { // the common case: one frame, no copy
+            ev.type = event_type::message;
+            ev.data = data;
+            return ev;
+        }
+        message_.insert(message_.end(), data.begin(), data.end());
+    }
+    if (!h.fin) return {};
+    ev.type = event_type::message;
+    ev.data = const_bytes(message_.data(), message_.size());
+    return ev;
+}
+
+// ---- the opening handshake ------------------------------------------------------
+
+inline void connection::set_open(std::optional<deflate_params> deflate) {
+    state_ = state::open;
+    open_deadline_.reset();
+    if (now_) last_activity_ = *now_;
+    deflate_ = std::move(deflate);
+    if (deflate_) {
+        if (!options_.deflate) options_.deflate.emplace();
+        deflater_ = deflater(*deflate_, *options_.deflate);
+        inflater_ = inflater(*deflate_, *options_.deflate);
+    }
+}
+
+inline void connection::queue_bytes(std::string_view bytes) {
+    out_.insert(out_.end(), bytes.begin(), bytes.end());
+    out_size_ = out_.size() - out_read_;
+}
+
+inline std::error_code connection::start_handshake(client_request_options request) {
+    if (role_ != role::client || state_ != state::connecting || hs_) return error::connection_closed;
+    hs_ = std::make_unique<handshake_state>(options_.http);
+    if (options_.deflate && request.extensions.empty()) request.extensions = make_deflate_offer(*options_.deflate);
+    hs_->key = make_sec_key(options_.random);
+    std::string head;
+    append_client_request(head, request, hs_->key);
+    hs_->client_request = std::move(request);
+    queue_bytes(head);
+    return {};
+}
+
+// Parses the handshake head at the front of the input; on success its bytes
+// are copied out (so the views in request()/response() outlive the input
+// buffer) and consumed.
+template <class Parser, class Head>
+inline http_parse_result connection::parse_head(Parser& parser, Head& head) {
+    const const_bytes unread(in_.data() + in_read_, in_end_ - in_read_);
+    http_parse_result r = parser.parse(unread, head);
+    if (r.status != parse_status::complete) return r;
+    hs_->head.assign(reinterpret_cast<const char*>(unread.data()), r.consumed);
+    in_read_ += r.consumed;
+    parser.reset();
+    return parser.parse(const_bytes(reinterpret_cast<const std::uint8_t*>(hs_->head.data()), hs_->head.size()), head);
+}
+
+inline event connection::handshake_event() {
+    if (!hs_) {
+        if (role_ == role::client) return {}; // start_handshake() not called yet
+        hs_ = std::make_unique<handshake_state>(options_.http);
+    }
+    if (awaiting_answer_) return {};
+    const bool server = role_ == role::server;
+    const http_parse_result r = server ? parse_head(hs_->request_parser, hs_->request.http)
+                                       : parse_head(hs_->response_parser, hs_->response.http);
+    if (r.status == parse_status::need_more) {
+        if (!eof_) return {};
+        abandon(error::unexpected_eof);
+        return next_event();
+    }
+    if (r.status == parse_status::error) {
+        // A malformed head: the server answers 400 (431 when too large).
+        if (server) append_error_response_to_output(r.ec);
+        abandon(r.ec);
+        return next_event();
+    }
+    event ev;
+    if (server) {
+        // RFC 6455 §4.2.1: the server's checks; a failure is answered with the
+        // HTTP status that names it (400, 403, 426...).
+        if (auto ec = validate_request(hs_->request, options_.origins)) {
+            append_error_response_to_output(ec);
+            abandon(ec);
+            return next_event();
+        }
+        awaiting_answer_ = true;
+        ev.type = event_type::request;
+        return ev;
+    }
+
+    ev.type = event_type::response;
+    std::error_code ec = validate_response(hs_->response, hs_->client_request, hs_->key);
+    std::optional<deflate_params> agreed;
+    if (!ec && options_.deflate) {
+        // RFC 7692 §7.1: the client checks the server's answer to its offer.
+        std::vector<extension> answered;
+        ec = parse_extensions(hs_->response.extensions(), answered);
+        if (ec) ec = error::bad_extension_response;
+        if (!ec) ec = check_deflate_response(answered, *options_.deflate, agreed);
+    }
+    if (ec) {
+        abandon(ec); // the close event follows this response event
+        return ev;
+    }
+    subprotocol_ = std::string(hs_->response.subprotocol);
+    set_open(agreed);
+    return ev;
+}
+
+inline void connection::append_error_response_to_output(std::error_code ec) {
+    std::string response;
+    append_error_response(response, ec);
+    queue_bytes(response);
+}
+
+inline std::error_code connection::accept(accept_options answer) {
+    if (role_ != role::server || !awaiting_answer_) return error::connection_closed;
+    std::optional<deflate_agreement> agreement;
+    if (options_.deflate) {
+        // RFC 7692 §5.1: the server accepts at most one offer. A header it
+        // cannot parse offers nothing it could accept.
+        std::vector<extension> offers;
+        if (!parse_extensions(hs_->request.extensions(), offers))
+            agreement = negotiate_deflate_server(offers, *options_.deflate);
+    }
+    std::string response;
+    append_accept_response(response, hs_->request, answer.subprotocol,
+                           agreement ? std::string_view(agreement->response) : std::string_view(),
+                           answer.headers);
+    queue_bytes(response);
+    awaiting_answer_ = false;
+    subprotocol_ = std::move(answer.subprotocol);
+    set_open(agreement ? std::optional<deflate_params>(agreement->params) : std::nullopt);
+    return {};
+}
+
+inline std::error_code connection::reject(int status, std::string_view body, const http_fields& headers) {
+    if (role_ != role::server || !awaiting_answer_) return error::connection_closed;
+    std::string response;
+    append_http_response(response, status, body, headers);
+    queue_bytes(response);
+    awaiting_answer_ = false;
+    abandon(error::handshake_rejected);
+    return {};
+}
+
+// ---- sending ----------------------------------------------------------------
+
+inline std::error_code connection::check_can_send() const noexcept {
+    // RFC 6455 §5.5.1: "The application MUST NOT send any more data frames
+    // after sending a Close frame."
+    if (state_ != state::open || close_sent_) return error::connection_closed;
+    // Backpressure: refuse more while the output is above its limit; what
+    // is already queued is never dropped.
+    if (out_size_ > options_.max_pending_output) return error::would_block;
+    return {};
+}
+
+inline std::error_code connection::send_message(opcode op, const_bytes data) {
+    if (sending_message_) return error::expected_continuation;
+    if (auto ec = check_can_send()) return ec;
+    if (deflate_ && data.size() >= options_.deflate->compress_threshold) {
+        scratch_.clear();
+        if (auto ec = deflater_.compress(data, true, scratch_)) return ec;
+        queue_data(op, scratch_, true, true);
+    } else {
+        queue_data(op, data, true, false);
+    }
+    return {};
+}
+
+inline std::error_code connection::begin_message(bool text, const_bytes data) {
+    if (sending_message_) return error::expected_continuation;
+    if (auto ec = check_can_send()) return ec;
+    sending_message_ = true;
+    // A message sent in pieces is compressed whole or not at all: its size is
+    // unknown, so the threshold does not apply.
+    sending_compressed_ = deflate_.has_value();
+    const opcode op = text ? opcode::text : opcode::binary;
+    if (sending_compressed_) {
+        scratch_.clear();
+        if (auto ec = deflater_.compress(data, false, scratch_)) return ec;
+        queue_data(op, scratch_, false, true);
+    } else {
+        queue_data(op, data, false, false);
+    }
+    return {};
+}
+
+inline std::error_code connection::send_fragment(const_bytes data, bool fin) {
+    if (!sending_message_) return error::unexpected_continuation;
+    if (auto ec = check_can_send()) return ec;
+    if (sending_compressed_) {
+        scratch_.clear();
+        if (auto ec = deflater_.compress(data, fin, scratch_)) return ec;
+        queue_data(opcode::continuation, scratch_, fin, false);
+    } else {
+        queue_data(opcode::continuation, data, fin, false);
+    }
+    if (fin) sending_message_ = false;
+    return {};
+}
+
+// Frames a data payload, split at fragment_size when that is set. RSV1 marks
+// the first frame of a compressed message only (RFC 7692 §6.1).
+inline void connection::queue_data(opcode first_op, const_bytes data, bool fin, bool compressed) {
+    const std::size_t limit = options_.fragment_size;
+    opcode op = first_op;
+    std::uint8_t rsv = compressed ? rsv1_bit : 0;
+    while (limit > 0 && data.size() > limit) {
+        queue_frame(op, data.first(limit), false, rsv);
+        data = data.subspan(limit);
+        op = opcode::continuation;
+        rsv = 0;
+    }
+    queue_frame(op, data, fin, rsv);
+}
+
+inline void connection::queue_frame(opcode op, const_bytes payload, bool fin, std::uint8_t rsv) {
+    frame_header h;
+    h.fin = fin;
+    h.op = op;
+    h.rsv = rsv;
+    h.payload_length = payload.size();
+    // RFC 6455 §5.3: the masking key "MUST be derived from a strong source
+    // of entropy", fresh for each frame.
+    h.masked = role_ == role::client;
+    if (h.masked) options_.random(mutable_bytes(h.key.data(), h.key.size()));
+
+    // Drop what was written already so the buffer does not creep.
+    if (out_read_ > 0 && out_read_ == out_.size()) {
+        out_.clear();
+        out_read_ = 0;
+    }
+    const std::size_t at = out_.size();
+    const std::size_t header_size = frame_header_size(h.payload_length, h.masked);
+    out_.resize(at + header_size + payload.size());
+    write_frame_header(h, mutable_bytes(out_.data() + at, header_size));
+    if (!payload.empty()) {
+        std::memcpy(out_.data() + at + header_size, payload.data(), payload.size());
+        if (h.masked) apply_mask(mutable_bytes(out_.data() + at + header_size, payload.size()), h.key);
+    }
+    out_size_ = out_.size() - out_read_;
+}
+
+inline std::error_code connection::send_ping(const_bytes payload) {
+    if (payload.size() > max_control_payload) return error::control_frame_too_long;
+    if (state_ != state::open || close_sent_) return error::connection_closed;
+    queue_frame(opcode::ping, payload, true);
+    return {};
+}
+
+inline std::error_code connection::send_pong(const_bytes payload) {
+    if (payload.size() > max_control_payload) return error::control_frame_too_long;
+    if (state_ != state::open || close_sent_) return error::connection_closed;
+    queue_frame(opcode::pong, payload, true);
+    return {};
+}
+
+inline void connection::flush_pending_pong() {
+    if (!pong_owed_ || out_size_ > options_.max_pending_output || close_sent_) return;
+    pong_owed_ = false;
+    queue_frame(opcode::pong, const_bytes(pong_payload_, pong_size_), true);
+}
+
+inline void connection::queue_close(close_code code, std::string_view reason) {
+    std::uint8_t payload[max_close_payload];
+    const std::size_t n = format_close_payload(code, reason, mutable_bytes(payload, sizeof payload));
+    queue_frame(opcode::close, const_bytes(payload, n), true);
+    close_sent_ = true;
+    pong_owed_ = false;
+}
+
+inline std::error_code connection::close(close_code code, std::string_view reason) {
+    switch (state_) {
+    case state::connecting:
+        // Nothing to close politely yet: drop the transport.
+        abandon(error::connection_closed);
+        return {};
+    case state::open:
+        // RFC 6455 §7.4.1: 1005, 1006 and 1015 are never sent; a caller who
+        // asks for them gets a close frame without a status code.
+        if (!is_valid_on_wire(code)) code = close_code::no_status;
+        queue_close(code, reason);
+        state_ = state::closing;
+        if (now_ && options_.close_timeout.count() > 0) close_deadline_ = *now_ + options_.close_timeout;
+        return {};
+    case state::closing:
+    case state::closed:
+        return {};
+    }
+    return {};
+}
+
+// ---- output -------------------------------------------------------------------
+
+inline const_bytes connection::pending_output() const noexcept {
+    return {out_.data() + out_read_, out_size_};
+}
+
+inline std::size_t connection::pending_output(const_bytes* buffers, std::size_t max) const noexcept {
+    if (max == 0 || out_size_ == 0) return 0;
+    buffers[0] = pending_output();
+    return 1;
+}
+
+inline void connection::consume_output(std::size_t n) noexcept {
+    n = std::min(n, out_size_);
+    out_read_ += n;
+    out_size_ -= n;
+    if (out_size_ == 0) {
+        out_.clear();
+        out_read_ = 0;
+    }
+}
+
+// ---- time ---------------------------------------------------------------------
+
+inline void connection::tick(time_point now) {
+    const bool first = !now_;
+    now_ = now;
+    if (first) {
+        last_activity_ = now;
+        if (state_ == state::connecting && options_.open_timeout.count() > 0)
+            open_deadline_ = now + options_.open_timeout;
+        if (state_ == state::closing && options_.close_timeout.count() > 0)
+            close_deadline_ = now + options_.close_timeout;
+    }
+    switch (state_) {
+    case state::connecting:
+        if (open_deadline_ && now >= *open_deadline_) abandon(error::open_timeout);
+        return;
+    case state::open:
+        if (ping_sent_) {
+            // Any frame received since the ping shows the peer is alive.
+            if (last_activity_ >= *ping_sent_) {
+                ping_sent_.reset();
+            } else if (options_.ping_timeout.count() > 0 && now >= *ping_sent_ + options_.ping_timeout) {
+                // RFC 6455 §7.1.7 with 1011, as Python websockets does.
+                error_ = error::ping_timeout;
+                queue_close(close_code::internal_error, "keepalive ping timeout");
+                abandon(error::ping_timeout, close_code::internal_error);
+                return;
+            }
+        }
+        if (!ping_sent_ && options_.ping_interval.count() > 0 && now >= last_activity_ + options_.ping_interval) {
+            options_.random(mutable_bytes(ping_payload_, sizeof ping_payload_));
+            queue_frame(opcode::ping, const_bytes(ping_payload_, sizeof ping_payload_), true);
+            ping_sent_ = now;
+        }
+        return;
+    case state::closing:
+        if (close_deadline_ && now >= *close_deadline_) abandon(error::close_timeout);
+        return;
+    case state::closed:
+        // A client waiting for the server to close TCP stops waiting.
+        if (close_deadline_ && now >= *close_deadline_) close_transport_ = true;
+        return;
+    }
+}
+
+inline std::optional<time_point> connection::next_deadline() const noexcept {
+    if (!now_) return std::nullopt;
+    switch (state_) {
+    case state::connecting:
+        return open_deadline_;
+    case state::open:
+        if (ping_sent_ && options_.ping_timeout.count() > 0) return *ping_sent_ + options_.ping_timeout;
+        if (!ping_sent_ && options_.ping_interval.count() > 0) return last_activity_ + options_.ping_interval;
+        return std::nullopt;
+    case state::closing:
+        return close_deadline_;
+    case state::closed:
+        return close_transport_ ? std::nullopt : close_deadline_;
+    }
+    return std::nullopt;
+}
+
+} // namespace wsx

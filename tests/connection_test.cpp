@@ -1,0 +1,845 @@
+#include <wsx/connection.hpp>
+
+#include "support/connection_pair.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <random>
+#include <string>
+#include <vector>
+
+using namespace wsx;
+using namespace std::chrono_literals;
+using wsx::test::bytes;
+using wsx::test::chunking;
+using wsx::test::frame;
+using wsx::test::recorded;
+
+namespace {
+
+std::string repeat(char c, std::size_t n) { return std::string(n, c); }
+
+// A connection opened without the HTTP handshake, fed raw bytes.
+struct raw_peer {
+    connection conn;
+    explicit raw_peer(role r, connection_options o = test::fixed_options()) : conn(r, std::move(o)) {
+        conn.open_without_handshake();
+    }
+    std::vector<recorded> feed(const bytes& data, chunking how = chunking::whole) {
+        return test::feed(conn, data, how);
+    }
+    std::vector<test::parsed_frame> sent() {
+        auto out = test::drain(conn);
+        return test::parse_frames(out, conn.get_role() == role::server ? role::client : role::server);
+    }
+};
+
+// The close frame a connection sent last, as (code).
+std::uint16_t sent_close_code(raw_peer& p) {
+    auto frames = p.sent();
+    REQUIRE_FALSE(frames.empty());
+    const auto& last = frames.back();
+    REQUIRE(last.op == opcode::close);
+    REQUIRE(last.payload.size() >= 2);
+    return static_cast<std::uint16_t>((last.payload[0] << 8) | last.payload[1]);
+}
+
+const chunking all_chunkings[] = {chunking::whole, chunking::bytewise, chunking::random};
+
+} // namespace
+
+TEST_CASE("messages of every kind cross a client-server pair under every chunking") {
+    for (auto how : all_chunkings) {
+        CAPTURE(static_cast<int>(how));
+        test::connection_pair p;
+        const std::vector<std::string> texts{"", "Hello", "héllo 世界 🎉", repeat('a', 125),
+                                             repeat('b', 126), repeat('c', 65535), repeat('d', 65536),
+                                             repeat('e', 200000)};
+        for (const auto& t : texts) REQUIRE_FALSE(p.client.send_text(t));
+        bytes binary(70000);
+        for (std::size_t i = 0; i < binary.size(); ++i) binary[i] = static_cast<std::uint8_t>(i * 7);
+        REQUIRE_FALSE(p.server.send_binary(binary));
+        REQUIRE_FALSE(p.server.send_binary(bytes{}));
+
+        auto at_server = p.client_to_server(how);
+        REQUIRE(at_server.size() == texts.size());
+        for (std::size_t i = 0; i < texts.size(); ++i) {
+            CHECK(at_server[i].type == event_type::message);
+            CHECK(at_server[i].text);
+            CHECK(at_server[i].data == texts[i]);
+        }
+        auto at_client = p.server_to_client(how);
+        REQUIRE(at_client.size() == 2);
+        CHECK(at_client[0].type == event_type::message);
+        CHECK_FALSE(at_client[0].text);
+        CHECK(at_client[0].data == std::string(binary.begin(), binary.end()));
+        CHECK(at_client[1].data.empty());
+    }
+}
+
+TEST_CASE("client frames are masked with the injected key; server frames are not") {
+    test::connection_pair p;
+    REQUIRE_FALSE(p.client.send_text("Hello"));
+    const bytes wire = test::drain(p.client);
+    // RFC 6455 §5.7 with the key 37 fa 21 3d.
+    CHECK(wire == bytes{0x81, 0x85, 0x37, 0xfa, 0x21, 0x3d, 0x7f, 0x9f, 0x4d, 0x51, 0x58});
+    REQUIRE_FALSE(p.server.send_text("Hello"));
+    CHECK(test::drain(p.server) == bytes{0x81, 0x05, 0x48, 0x65, 0x6c, 0x6c, 0x6f});
+}
+
+TEST_CASE("fragmented messages are reassembled with control frames in between") {
+    for (auto how : all_chunkings) {
+        test::connection_pair p;
+        REQUIRE_FALSE(p.client.begin_message(true, bytes{'H', 'e'}));
+        REQUIRE_FALSE(p.client.send_ping(bytes{'p'}));
+        REQUIRE_FALSE(p.client.continue_message(bytes{'l', 'l'}));
+        REQUIRE_FALSE(p.client.send_pong(bytes{'q'}));
+        // A message may not start while another is being sent.
+        CHECK(p.client.send_text("x") == error::expected_continuation);
+        REQUIRE_FALSE(p.client.finish_message(bytes{'o'}));
+        auto events = p.client_to_server(how);
+        REQUIRE(events.size() == 3);
+        CHECK(events[0].type == event_type::ping);
+        CHECK(events[0].data == "p");
+        CHECK(events[1].type == event_type::pong);
+        CHECK(events[2].type == event_type::message);
+        CHECK(events[2].data == "Hello");
+        // The server answered the ping by itself, with the same payload.
+        auto back = p.server_to_client(how);
+        REQUIRE(back.size() == 1);
+        CHECK(back[0].type == event_type::pong);
+        CHECK(back[0].data == "p");
+    }
+}
+
+TEST_CASE("sending in pieces keeps the API honest") {
+    test::connection_pair p;
+    CHECK(p.client.continue_message(bytes{'a'}) == error::unexpected_continuation);
+    REQUIRE_FALSE(p.client.begin_message(false, bytes{1}));
+    CHECK(p.client.send_text("x") == error::expected_continuation);
+    CHECK(p.client.begin_message(true, bytes{}) == error::expected_continuation);
+    REQUIRE_FALSE(p.client.finish_message());
+    auto events = p.client_to_server(chunking::whole);
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].data == std::string(1, '\x01'));
+}
+
+TEST_CASE("outgoing messages are split at fragment_size") {
+    auto options = test::fixed_options();
+    options.fragment_size = 10;
+    test::connection_pair p(options);
+    REQUIRE_FALSE(p.server.send_text(repeat('z', 35)));
+    const auto frames = test::parse_frames(test::drain(p.server), role::client);
+    REQUIRE(frames.size() == 4);
+    CHECK(frames[0].op == opcode::text);
+    CHECK_FALSE(frames[0].fin);
+    CHECK(frames[1].op == opcode::continuation);
+    CHECK(frames[3].fin);
+    CHECK(frames[3].payload.size() == 5);
+}
+
+TEST_CASE("protocol violations fail the connection with their close code, for both roles") {
+    struct row {
+        const char* name;
+        std::error_code ec;
+        std::uint16_t code;
+        bytes (*make)(role sender);
+    };
+    const row rows[] = {
+        {"reserved opcode", error::bad_opcode, 1002,
+         [](role s) { return frame(s, static_cast<opcode>(3), {}); }},
+        {"reserved bits", error::reserved_bits_set, 1002,
+         [](role s) { return frame(s, opcode::text, {'a'}, true, wsx::rsv2_bit); }},
+        {"continuation without a message", error::unexpected_continuation, 1002,
+         [](role s) { return frame(s, opcode::continuation, {'a'}); }},
+        {"new message inside a fragmented one", error::expected_continuation, 1002,
+         [](role s) {
+             auto b = frame(s, opcode::text, {'a'}, false);
+             auto c = frame(s, opcode::text, {'b'});
+             b.insert(b.end(), c.begin(), c.end());
+             return b;
+         }},
+        {"fragmented ping", error::fragmented_control_frame, 1002,
+         [](role s) { return frame(s, opcode::ping, {'a'}, false); }},
+        {"long ping", error::control_frame_too_long, 1002,
+         [](role s) { return frame(s, opcode::ping, bytes(126, 'a')); }},
+        {"invalid UTF-8", error::invalid_utf8, 1007,
+         [](role s) { return frame(s, opcode::text, {0xc0, 0x80}); }},
+        {"text ending inside a character", error::invalid_utf8, 1007,
+         [](role s) { return frame(s, opcode::text, {'a', 0xe2, 0x82}); }},
+        {"one-byte close payload", error::bad_close_payload, 1002,
+         [](role s) { return frame(s, opcode::close, {0x03}); }},
+        {"close code 1005 on the wire", error::bad_close_code, 1002,
+         [](role s) { return frame(s, opcode::close, {0x03, 0xed}); }},
+        {"close code 999", error::bad_close_code, 1002,
+         [](role s) { return frame(s, opcode::close, {0x03, 0xe7}); }},
+        {"close reason not UTF-8", error::invalid_utf8, 1007,
+         [](role s) { return frame(s, opcode::close, {0x03, 0xe8, 0xff}); }},
+        {"RSV1 without deflate", error::reserved_bits_set, 1002,
+         [](role s) { return frame(s, opcode::text, {'a'}, true, wsx::rsv1_bit); }},
+    };
+    for (const auto& r : rows) {
+        for (role receiver : {role::server, role::client}) {
+            for (auto how : all_chunkings) {
+                CAPTURE(r.name, receiver == role::server, static_cast<int>(how));
+                raw_peer peer(receiver);
+                const role sender = receiver == role::server ? role::client : role::server;
+                auto events = peer.feed(r.make(sender), how);
+                REQUIRE_FALSE(events.empty());
+                const auto& last = events.back();
+                CHECK(last.type == event_type::close);
+                CHECK(last.ec == r.ec);
+                CHECK(static_cast<std::uint16_t>(last.code) == r.code);
+                CHECK(sent_close_code(peer) == r.code);
+                CHECK(peer.conn.should_close_transport());
+                CHECK(peer.conn.get_state() == state::closed);
+                // Nothing more is processed or sent.
+                CHECK(peer.feed(frame(sender, opcode::ping, {})).empty());
+                CHECK(peer.conn.send_text("late") == error::connection_closed);
+                CHECK(peer.sent().empty());
+            }
+        }
+    }
+}
+
+TEST_CASE("masking is checked by direction") {
+    raw_peer server(role::server);
+    auto events = server.feed(frame(role::server, opcode::text, {'a'}));
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].ec == error::unmasked_client_frame);
+    raw_peer client(role::client);
+    events = client.feed(frame(role::client, opcode::text, {'a'}));
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].ec == error::masked_server_frame);
+}
+
+TEST_CASE("UTF-8 fails fast, at the fragment with the first invalid byte") {
+    for (role receiver : {role::server, role::client}) {
+        raw_peer peer(receiver);
+        const role sender = receiver == role::server ? role::client : role::server;
+        CHECK(peer.feed(frame(sender, opcode::text, {'o', 'k', 0xe2}, false)).empty());
+        CHECK(peer.feed(frame(sender, opcode::continuation, {0x82, 0xac}, false)).empty());
+        // The next fragment is invalid: no need to wait for the end.
+        auto events = peer.feed(frame(sender, opcode::continuation, {0xed, 0xa0, 0x80}, false));
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].ec == error::invalid_utf8);
+        CHECK(events[0].code == close_code::invalid_payload);
+    }
+}
+
+TEST_CASE("a character split across fragments is valid") {
+    raw_peer peer(role::server);
+    const std::string euro = "\xe2\x82\xac";
+    CHECK(peer.feed(frame(role::client, opcode::text, {0xe2}, false)).empty());
+    CHECK(peer.feed(frame(role::client, opcode::continuation, {0x82}, false)).empty());
+    auto events = peer.feed(frame(role::client, opcode::continuation, {0xac}));
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].data == euro);
+}
+
+TEST_CASE("closing handshake started by either side") {
+    for (bool client_starts : {true, false}) {
+        CAPTURE(client_starts);
+        test::connection_pair p;
+        connection& starter = client_starts ? p.client : p.server;
+        connection& other = client_starts ? p.server : p.client;
+        REQUIRE_FALSE(starter.send_text("before"));
+        REQUIRE_FALSE(starter.close(close_code::going_away, "bye"));
+        CHECK(starter.get_state() == state::closing);
+        CHECK(starter.send_text("after") == error::connection_closed);
+        auto at_other = test::transfer(starter, other, chunking::whole);
+        REQUIRE(at_other.size() == 2);
+        CHECK(at_other[0].data == "before");
+        CHECK(at_other[1].type == event_type::close);
+        CHECK(at_other[1].code == close_code::going_away);
+        CHECK(at_other[1].reason == "bye");
+        CHECK(at_other[1].closed_by_peer);
+        CHECK_FALSE(at_other[1].ec);
+        CHECK(other.get_state() == state::closed);
+        auto at_starter = test::transfer(other, starter, chunking::whole);
+        REQUIRE(at_starter.size() == 1);
+        CHECK(at_starter[0].type == event_type::close);
+        CHECK(at_starter[0].code == close_code::going_away); // echoed
+        CHECK_FALSE(at_starter[0].closed_by_peer);
+        // RFC 6455 §7.1.1: the server closes the TCP connection first.
+        CHECK(p.server.should_close_transport());
+        CHECK_FALSE(p.client.should_close_transport());
+        p.client.receive_eof();
+        CHECK_FALSE(p.client.next_event()); // the close event was the last
+        CHECK(p.client.should_close_transport()); // the server closed TCP: the wait is over
+    }
+}
+
+TEST_CASE("simultaneous close") {
+    test::connection_pair p;
+    REQUIRE_FALSE(p.client.close(close_code::normal));
+    REQUIRE_FALSE(p.server.close(close_code::going_away));
+    auto at_server = p.client_to_server(chunking::whole);
+    auto at_client = p.server_to_client(chunking::whole);
+    REQUIRE(at_server.size() == 1);
+    REQUIRE(at_client.size() == 1);
+    CHECK(at_server[0].code == close_code::normal);
+    CHECK(at_client[0].code == close_code::going_away);
+    CHECK(test::drain(p.client).empty()); // no second close frame
+    CHECK(test::drain(p.server).empty());
+}
+
+TEST_CASE("a close frame without a status code is answered without one") {
+    raw_peer peer(role::server);
+    auto events = peer.feed(frame(role::client, opcode::close, {}));
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].code == close_code::no_status);
+    auto sent = peer.sent();
+    REQUIRE(sent.size() == 1);
+    CHECK(sent[0].op == opcode::close);
+    CHECK(sent[0].payload.empty());
+}
+
+TEST_CASE("every close code valid on the wire is echoed") {
+    for (std::uint16_t code : {1000, 1001, 1002, 1003, 1007, 1008, 1009, 1010, 1011, 1012, 1013, 1014, 3000, 3999, 4000, 4999}) {
+        CAPTURE(code);
+        raw_peer peer(role::server);
+        auto events = peer.feed(frame(role::client, opcode::close,
+                                      {static_cast<std::uint8_t>(code >> 8), static_cast<std::uint8_t>(code)}));
+        REQUIRE(events.size() == 1);
+        CHECK(static_cast<std::uint16_t>(events[0].code) == code);
+        CHECK(sent_close_code(peer) == code);
+    }
+}
+
+TEST_CASE("frames after the peer's close are ignored; data before it is delivered") {
+    raw_peer peer(role::server);
+    bytes wire = frame(role::client, opcode::text, {'1'});
+    auto add = [&](const bytes& b) { wire.insert(wire.end(), b.begin(), b.end()); };
+    add(frame(role::client, opcode::binary, {'2'}));
+    add(frame(role::client, opcode::close, {0x03, 0xe8}));
+    add(frame(role::client, opcode::text, {'3'}));
+    add(frame(role::client, opcode::ping, {}));
+    auto events = peer.feed(wire);
+    REQUIRE(events.size() == 3);
+    CHECK(events[0].data == "1");
+    CHECK(events[1].data == "2");
+    CHECK(events[2].type == event_type::close);
+    auto sent = peer.sent();
+    REQUIRE(sent.size() == 1); // the close reply, no pong
+    CHECK(sent[0].op == opcode::close);
+}
+
+TEST_CASE("end of stream without a close frame is 1006 after delivering what arrived") {
+    for (role receiver : {role::server, role::client}) {
+        raw_peer peer(receiver);
+        const role sender = receiver == role::server ? role::client : role::server;
+        bytes wire = frame(sender, opcode::text, {'x'});
+        const bytes partial = frame(sender, opcode::text, {'y', 'z'});
+        wire.insert(wire.end(), partial.begin(), partial.end() - 1); // cut in the middle
+        peer.conn.receive(wire);
+        peer.conn.receive_eof();
+        auto events = test::collect(peer.conn);
+        REQUIRE(events.size() == 2);
+        CHECK(events[0].data == "x");
+        CHECK(events[1].type == event_type::close);
+        CHECK(events[1].code == close_code::abnormal);
+        CHECK(events[1].ec == error::unexpected_eof);
+        CHECK(peer.conn.should_close_transport());
+        CHECK(peer.sent().empty()); // no close frame after EOF... nothing to read it
+    }
+}
+
+TEST_CASE("limits: message size, frame size and fragment count at N and N+1") {
+    SECTION("max_message_size, one frame") {
+        auto o = test::fixed_options();
+        o.max_message_size = 1000;
+        raw_peer ok(role::server, o);
+        auto events = ok.feed(frame(role::client, opcode::binary, bytes(1000, 1)));
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].type == event_type::message);
+        raw_peer big(role::server, o);
+        events = big.feed(frame(role::client, opcode::binary, bytes(1001, 1)));
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].ec == error::message_too_big);
+        CHECK(sent_close_code(big) == 1009);
+    }
+    SECTION("max_message_size, across fragments") {
+        auto o = test::fixed_options();
+        o.max_message_size = 1000;
+        raw_peer ok(role::server, o);
+        ok.feed(frame(role::client, opcode::binary, bytes(600, 1), false));
+        auto events = ok.feed(frame(role::client, opcode::continuation, bytes(400, 1)));
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].data.size() == 1000);
+        raw_peer big(role::server, o);
+        big.feed(frame(role::client, opcode::binary, bytes(600, 1), false));
+        events = big.feed(frame(role::client, opcode::continuation, bytes(401, 1)));
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].ec == error::message_too_big);
+    }
+    SECTION("a 2^62-byte frame header fails at once") {
+        raw_peer peer(role::server);
+        const bytes header{0x82, 0xff, 0x40, 0, 0, 0, 0, 0, 0, 0, 1, 2, 3, 4};
+        auto events = peer.feed(header);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].ec == error::frame_too_big);
+        CHECK(sent_close_code(peer) == 1009);
+    }
+    SECTION("max_frame_size") {
+        auto o = test::fixed_options();
+        o.max_frame_size = 100;
+        raw_peer ok(role::server, o);
+        ok.feed(frame(role::client, opcode::binary, bytes(100, 1), false));
+        auto events = ok.feed(frame(role::client, opcode::continuation, bytes(100, 1)));
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].data.size() == 200);
+        raw_peer big(role::server, o);
+        events = big.feed(frame(role::client, opcode::binary, bytes(101, 1)));
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].ec == error::frame_too_big);
+    }
+    SECTION("max_fragments") {
+        auto o = test::fixed_options();
+        o.max_fragments = 10;
+        for (std::size_t n : {10, 11}) {
+            CAPTURE(n);
+            raw_peer peer(role::server, o);
+            bytes wire;
+            for (std::size_t i = 0; i < n; ++i) {
+                auto f = frame(role::client, i == 0 ? opcode::binary : opcode::continuation, {'a'}, i + 1 == n);
+                wire.insert(wire.end(), f.begin(), f.end());
+            }
+            auto events = peer.feed(wire);
+            REQUIRE(events.size() == 1);
+            if (n == 10) {
+                CHECK(events[0].data.size() == 10);
+            } else {
+                CHECK(events[0].ec == error::too_many_fragments);
+                CHECK(sent_close_code(peer) == 1009);
+            }
+        }
+    }
+}
+
+TEST_CASE("streaming mode delivers a message frame by frame") {
+    auto o = test::fixed_options();
+    o.streaming = true;
+    raw_peer peer(role::server, o);
+    bytes wire = frame(role::client, opcode::text, {'a', 'b'}, false);
+    auto more = frame(role::client, opcode::continuation, {'c'});
+    wire.insert(wire.end(), more.begin(), more.end());
+    auto events = peer.feed(wire);
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].type == event_type::chunk);
+    CHECK(events[0].text);
+    CHECK_FALSE(events[0].fin);
+    CHECK(events[0].data == "ab");
+    CHECK(events[1].fin);
+    CHECK(events[1].data == "c");
+}
+
+TEST_CASE("backpressure: sends above max_pending_output answer would_block, nothing is lost") {
+    auto o = test::fixed_options();
+    o.max_pending_output = 1000;
+    test::connection_pair p(o);
+    REQUIRE_FALSE(p.server.send_binary(bytes(990, 1))); // 994 bytes queued
+    REQUIRE_FALSE(p.server.send_binary(bytes(10, 2)));  // 1006: now above
+    CHECK(p.server.send_binary(bytes(1, 3)) == error::would_block);
+    auto events = p.server_to_client(chunking::whole);
+    REQUIRE(events.size() == 2);
+    CHECK_FALSE(p.server.send_binary(bytes(1, 3)));
+}
+
+TEST_CASE("a ping flood while the peer does not read is answered by one pong") {
+    auto o = test::fixed_options();
+    o.max_pending_output = 100;
+    raw_peer peer(role::server, o);
+    REQUIRE_FALSE(peer.conn.send_binary(bytes(200, 1))); // the peer is not reading
+    bytes wire;
+    for (int i = 0; i < 1000; ++i) {
+        auto f = frame(role::client, opcode::ping, {static_cast<std::uint8_t>(i), static_cast<std::uint8_t>(i >> 8)});
+        wire.insert(wire.end(), f.begin(), f.end());
+    }
+    auto events = peer.feed(wire);
+    CHECK(events.size() == 1000);
+    CHECK(peer.conn.pending_output_size() < 300); // pongs did not pile up
+    peer.conn.consume_output(peer.conn.pending_output_size());
+    CHECK(peer.feed({}).empty());
+    auto sent = peer.sent();
+    REQUIRE(sent.size() == 1);
+    CHECK(sent[0].op == opcode::pong);
+    CHECK(sent[0].payload == bytes{0xe7, 0x03}); // the most recent ping: 999
+}
+
+TEST_CASE("keepalive: a ping at the interval, 1011 when no answer comes in time") {
+    auto o = test::fixed_options();
+    o.ping_interval = 1000ms;
+    o.ping_timeout = 500ms;
+    test::connection_pair p(o);
+    const time_point t0{};
+    p.server.tick(t0);
+    p.client.tick(t0);
+    CHECK(p.server.next_deadline() == t0 + 1000ms);
+    p.server.tick(t0 + 999ms);
+    CHECK(test::drain(p.server).empty());
+    p.server.tick(t0 + 1000ms);
+    CHECK(p.server.next_deadline() == t0 + 1500ms);
+
+    SECTION("the peer answers: latency measured, no close") {
+        auto at_client = p.server_to_client(chunking::whole);
+        REQUIRE(at_client.size() == 1);
+        CHECK(at_client[0].type == event_type::ping);
+        p.server.tick(t0 + 1030ms);
+        auto at_server = p.client_to_server(chunking::whole);
+        REQUIRE(at_server.size() == 1);
+        CHECK(at_server[0].type == event_type::pong);
+        REQUIRE(p.server.latency());
+        CHECK(*p.server.latency() == 30ms);
+        p.server.tick(t0 + 1600ms);
+        CHECK(p.server.get_state() == state::open);
+        CHECK(p.server.next_deadline() == t0 + 2030ms);
+    }
+    SECTION("the peer is silent") {
+        test::drain(p.server);
+        p.server.tick(t0 + 1499ms);
+        CHECK(p.server.get_state() == state::open);
+        p.server.tick(t0 + 1500ms);
+        auto events = test::collect(p.server);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].type == event_type::close);
+        CHECK(events[0].code == close_code::internal_error);
+        CHECK(events[0].ec == error::ping_timeout);
+        const auto frames = test::parse_frames(test::drain(p.server), role::client);
+        REQUIRE(frames.size() == 1);
+        CHECK(frames[0].op == opcode::close);
+        CHECK(std::string(frames[0].payload.begin() + 2, frames[0].payload.end()) == "keepalive ping timeout");
+        CHECK(p.server.should_close_transport());
+    }
+}
+
+TEST_CASE("the close timeout drops a peer that never answers our close") {
+    test::connection_pair p;
+    const time_point t0{};
+    p.server.tick(t0);
+    REQUIRE_FALSE(p.server.close());
+    CHECK(p.server.next_deadline() == t0 + 10000ms);
+    p.server.tick(t0 + 9999ms);
+    CHECK_FALSE(p.server.should_close_transport());
+    p.server.tick(t0 + 10000ms);
+    CHECK(p.server.should_close_transport());
+    auto events = test::collect(p.server);
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].ec == error::close_timeout);
+    CHECK(events[0].code == close_code::abnormal);
+}
+
+TEST_CASE("a client waits for the server to close TCP, up to the close timeout") {
+    test::connection_pair p;
+    const time_point t0{};
+    p.client.tick(t0);
+    REQUIRE_FALSE(p.server.close());
+    p.server_to_client(chunking::whole);
+    CHECK(p.client.get_state() == state::closed);
+    CHECK_FALSE(p.client.should_close_transport());
+    p.client.tick(t0 + 10000ms);
+    CHECK(p.client.should_close_transport());
+}
+
+// ---- with the HTTP handshake ------------------------------------------------
+
+namespace {
+
+client_request_options request_to(std::string target = "/chat") {
+    client_request_options r;
+    r.host = "example.com";
+    r.target = std::move(target);
+    return r;
+}
+
+// Runs the opening handshake between two fresh connections.
+void open_pair(connection& client, connection& server, chunking how = chunking::whole,
+               accept_options answer = {}) {
+    REQUIRE_FALSE(client.start_handshake(request_to()));
+    auto at_server = test::transfer(client, server, how);
+    REQUIRE(at_server.size() == 1);
+    REQUIRE(at_server[0].type == event_type::request);
+    REQUIRE_FALSE(server.accept(std::move(answer)));
+    auto at_client = test::transfer(server, client, how);
+    REQUIRE(at_client.size() == 1);
+    REQUIRE(at_client[0].type == event_type::response);
+    REQUIRE(client.get_state() == state::open);
+    REQUIRE(server.get_state() == state::open);
+}
+
+} // namespace
+
+TEST_CASE("the opening handshake, then messages, under every chunking") {
+    for (auto how : all_chunkings) {
+        connection client(role::client, test::fixed_options());
+        connection server(role::server, test::fixed_options());
+        open_pair(client, server, how);
+        CHECK(server.request().path == "/chat");
+        CHECK(server.request().host == "example.com");
+        CHECK(client.response().http.status == 101);
+        CHECK_FALSE(client.deflate_enabled());
+        REQUIRE_FALSE(client.send_text("ping?"));
+        auto events = test::transfer(client, server, how);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].data == "ping?");
+    }
+}
+
+TEST_CASE("frames right behind the 101 response are not lost") {
+    connection client(role::client, test::fixed_options());
+    connection server(role::server, test::fixed_options());
+    REQUIRE_FALSE(client.start_handshake(request_to()));
+    REQUIRE(test::transfer(client, server, chunking::whole).size() == 1);
+    REQUIRE_FALSE(server.accept());
+    REQUIRE_FALSE(server.send_text("welcome"));
+    auto events = test::transfer(server, client, chunking::whole);
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].type == event_type::response);
+    CHECK(events[1].data == "welcome");
+}
+
+TEST_CASE("subprotocol chosen by the server") {
+    connection client(role::client, test::fixed_options());
+    connection server(role::server, test::fixed_options());
+    auto request = request_to();
+    request.subprotocols = {"chat.v2", "chat.v1"};
+    REQUIRE_FALSE(client.start_handshake(request));
+    REQUIRE(test::transfer(client, server, chunking::whole).size() == 1);
+    CHECK(select_subprotocol(server.request(), {"chat.v1"}) == "chat.v1");
+    REQUIRE_FALSE(server.accept({"chat.v1", {}}));
+    test::transfer(server, client, chunking::whole);
+    CHECK(client.subprotocol() == "chat.v1");
+    CHECK(server.subprotocol() == "chat.v1");
+}
+
+TEST_CASE("a rejected handshake reports the status, then closes") {
+    connection client(role::client, test::fixed_options());
+    connection server(role::server, test::fixed_options());
+    REQUIRE_FALSE(client.start_handshake(request_to()));
+    test::transfer(client, server, chunking::whole);
+    REQUIRE_FALSE(server.reject(401, "who are you?", {{"WWW-Authenticate", "Bearer"}}));
+    auto at_server = test::collect(server);
+    REQUIRE(at_server.size() == 1);
+    CHECK(at_server[0].ec == error::handshake_rejected);
+    CHECK(server.should_close_transport());
+    auto at_client = test::transfer(server, client, chunking::whole);
+    REQUIRE(at_client.size() == 2);
+    CHECK(at_client[0].type == event_type::response);
+    CHECK(client.response().http.status == 401);
+    CHECK(client.response().http.headers.find("WWW-Authenticate") == std::string_view("Bearer"));
+    CHECK(at_client[1].type == event_type::close);
+    CHECK(at_client[1].ec == error::unexpected_status);
+}
+
+TEST_CASE("a bad upgrade request is answered with its HTTP status") {
+    struct row { std::string request; std::error_code ec; std::string status_line; };
+    const row rows[] = {
+        {"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Version: 13\r\n\r\n", error::bad_sec_key, "HTTP/1.1 400 "},
+        {"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
+         error::unsupported_version, "HTTP/1.1 426 "},
+        {"GET / HTTP/1.1\r\nHost: x\r\n\r\n", error::missing_upgrade, "HTTP/1.1 426 "},
+        {"GET / HTTP/1.1\r\nHost: x\r\n" + std::string(20000, 'a') + "\r\n\r\n", error::http_head_too_large,
+         "HTTP/1.1 431 "},
+    };
+    for (const auto& r : rows) {
+        CAPTURE(r.request.substr(0, 60));
+        connection server(role::server, test::fixed_options());
+        auto events = test::feed(server, bytes(r.request.begin(), r.request.end()), chunking::whole);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].type == event_type::close);
+        CHECK(events[0].ec == r.ec);
+        const bytes out = test::drain(server);
+        CHECK(std::string(out.begin(), out.end()).rfind(r.status_line, 0) == 0);
+        CHECK(server.should_close_transport());
+    }
+}
+
+TEST_CASE("origins outside the allow-list get 403") {
+    auto o = test::fixed_options();
+    o.origins.allowed = {"https://good.example"};
+    for (const char* origin : {"https://good.example", "https://evil.example"}) {
+        connection client(role::client, test::fixed_options());
+        connection server(role::server, o);
+        auto request = request_to();
+        request.origin = origin;
+        REQUIRE_FALSE(client.start_handshake(request));
+        auto events = test::transfer(client, server, chunking::whole);
+        REQUIRE(events.size() == 1);
+        if (std::string_view(origin) == "https://good.example") {
+            CHECK(events[0].type == event_type::request);
+        } else {
+            CHECK(events[0].ec == error::origin_not_allowed);
+            const bytes out = test::drain(server);
+            CHECK(std::string(out.begin(), out.end()).rfind("HTTP/1.1 403 ", 0) == 0);
+        }
+    }
+}
+
+TEST_CASE("end of stream or the open timeout during the handshake") {
+    connection server(role::server, test::fixed_options());
+    const time_point t0{};
+    server.tick(t0);
+    server.receive(std::string_view("GET / HTTP/1.1\r\n"));
+    CHECK_FALSE(server.next_event());
+    CHECK(server.next_deadline() == t0 + 10000ms);
+    server.tick(t0 + 10000ms);
+    auto events = test::collect(server);
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].ec == error::open_timeout);
+    CHECK(server.should_close_transport());
+
+    connection client(role::client, test::fixed_options());
+    REQUIRE_FALSE(client.start_handshake(request_to()));
+    client.receive(std::string_view("HTTP/1.1 101 Switching"));
+    client.receive_eof();
+    events = test::collect(client);
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].ec == error::unexpected_eof);
+}
+
+// ---- permessage-deflate ----------------------------------------------------------
+
+TEST_CASE("permessage-deflate negotiated in the handshake compresses both ways") {
+    for (auto how : all_chunkings) {
+        auto o = test::fixed_options();
+        o.deflate.emplace();
+        o.deflate->compress_threshold = 0;
+        connection client(role::client, o);
+        connection server(role::server, o);
+        open_pair(client, server, how);
+        CHECK(client.deflate_enabled());
+        CHECK(server.deflate_enabled());
+        const std::string text = "{\"hello\": \"world\", \"n\": 1} " + repeat('x', 5000);
+        for (int i = 0; i < 3; ++i) REQUIRE_FALSE(client.send_text(text));
+        REQUIRE_FALSE(server.send_binary(bytes(100000, 7)));
+        REQUIRE_FALSE(server.send_text(""));
+        const bytes wire = test::drain(client);
+        CHECK(wire.size() < text.size()); // three messages, compressed
+        CHECK((wire[0] & 0x40) != 0);     // RSV1 on the first frame
+        auto at_server = test::feed(server, wire, how);
+        REQUIRE(at_server.size() == 3);
+        for (const auto& ev : at_server) CHECK(ev.data == text);
+        auto at_client = test::transfer(server, client, how);
+        REQUIRE(at_client.size() == 2);
+        CHECK(at_client[0].data == std::string(100000, '\x07'));
+        CHECK(at_client[1].data.empty());
+    }
+}
+
+TEST_CASE("messages under the threshold and fragmented ones with deflate") {
+    auto o = test::fixed_options();
+    o.deflate.emplace();
+    o.deflate->compress_threshold = 64;
+    test::connection_pair p(o, deflate_params{});
+    REQUIRE_FALSE(p.client.send_text("short"));
+    const bytes small = test::drain(p.client);
+    CHECK((small[0] & 0x40) == 0); // sent as is
+    p.server.receive(small);
+    auto events = test::collect(p.server);
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].data == "short");
+
+    REQUIRE_FALSE(p.client.begin_message(true, std::string_view("Hel")));
+    REQUIRE_FALSE(p.client.send_ping(bytes{'!'}));
+    REQUIRE_FALSE(p.client.continue_message(std::string_view("lo, ")));
+    REQUIRE_FALSE(p.client.finish_message(std::string_view("world")));
+    const auto frames = test::parse_frames(test::drain(p.client), role::server);
+    REQUIRE(frames.size() == 4);
+    CHECK(frames[0].rsv == wsx::rsv1_bit);
+    CHECK(frames[1].op == opcode::ping);
+    CHECK(frames[2].rsv == 0);
+    CHECK(frames[3].rsv == 0);
+}
+
+TEST_CASE("RFC 7692 §7.2.3.1 frames are understood") {
+    for (auto how : all_chunkings) {
+        test::connection_pair p(test::fixed_options(), deflate_params{});
+        // The unmasked examples, as a client receives them.
+        auto events = test::feed(p.client, {0xc1, 0x07, 0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00}, how);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].data == "Hello");
+        events = test::feed(p.client, {0x41, 0x03, 0xf2, 0x48, 0xcd, 0x80, 0x04, 0xc9, 0xc9, 0x07, 0x00}, how);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].data == "Hello");
+    }
+}
+
+TEST_CASE("deflate violations: RSV1 on control or continuation frames, bombs, corrupt data") {
+    auto o = test::fixed_options();
+    o.max_message_size = 1000;
+    SECTION("RSV1 on a ping") {
+        raw_peer peer(role::server, o);
+        peer.conn = connection(role::server, o);
+        peer.conn.open_without_handshake(deflate_params{});
+        auto events = peer.feed(frame(role::client, opcode::ping, {}, true, wsx::rsv1_bit));
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].ec == error::reserved_bits_set);
+        CHECK(sent_close_code(peer) == 1002);
+    }
+    SECTION("RSV1 on a continuation") {
+        raw_peer peer(role::server, o);
+        peer.conn = connection(role::server, o);
+        peer.conn.open_without_handshake(deflate_params{});
+        peer.feed(frame(role::client, opcode::text, {0xf2, 0x48}, false, wsx::rsv1_bit));
+        auto events = peer.feed(frame(role::client, opcode::continuation, {0xcd}, true, wsx::rsv1_bit));
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].ec == error::reserved_bits_set);
+    }
+    SECTION("a small frame that inflates past the limit") {
+        std::vector<std::uint8_t> bomb;
+        deflater d(deflate_params{}, deflate_options{});
+        REQUIRE_FALSE(d.compress(bytes(1001, 'a'), true, bomb));
+        for (std::size_t size : {1000, 1001}) {
+            CAPTURE(size);
+            std::vector<std::uint8_t> payload;
+            deflater fresh(deflate_params{}, deflate_options{});
+            REQUIRE_FALSE(fresh.compress(bytes(size, 'a'), true, payload));
+            raw_peer peer(role::server, o);
+            peer.conn = connection(role::server, o);
+            peer.conn.open_without_handshake(deflate_params{});
+            auto events = peer.feed(frame(role::client, opcode::binary, payload, true, wsx::rsv1_bit));
+            REQUIRE(events.size() == 1);
+            if (size == 1000) {
+                CHECK(events[0].data.size() == 1000);
+            } else {
+                CHECK(events[0].ec == error::message_too_big);
+                CHECK(sent_close_code(peer) == 1009);
+            }
+        }
+    }
+    SECTION("corrupt compressed data") {
+        raw_peer peer(role::server, o);
+        peer.conn = connection(role::server, o);
+        peer.conn.open_without_handshake(deflate_params{});
+        auto events = peer.feed(frame(role::client, opcode::binary, {0xff, 0xff, 0xff}, true, wsx::rsv1_bit));
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].ec == error::inflate_failed);
+        CHECK(sent_close_code(peer) == 1002);
+    }
+}
+
+TEST_CASE("limits: the message size limit counts each message on its own") {
+    // Two messages of 600 bytes under a 1000-byte limit: the first one's
+    // size must not count against the second.
+    auto o = test::fixed_options();
+    o.max_message_size = 1000;
+    for (auto how : all_chunkings) {
+        CAPTURE(static_cast<int>(how));
+        raw_peer peer(role::server, o);
+        bytes wire = frame(role::client, opcode::binary, bytes(600, 1));
+        const bytes fragmented_first = frame(role::client, opcode::text, bytes(500, 'a'), false);
+        const bytes fragmented_last = frame(role::client, opcode::continuation, bytes(500, 'b'));
+        const bytes second = frame(role::client, opcode::binary, bytes(1000, 2));
+        for (const bytes* b : {&second, &fragmented_first, &fragmented_last, &second})
+            wire.insert(wire.end(), b->begin(), b->end());
+        auto events = peer.feed(wire, how);
+        REQUIRE(events.size() == 4);
+        for (const auto& ev : events) CHECK(ev.type == event_type::message);
+        CHECK(events[0].data.size() == 600);
+        CHECK(events[1].data.size() == 1000);
+        CHECK(events[2].data.size() == 1000);
+        CHECK(events[3].data.size() == 1000);
+    }
+}
