@@ -227,6 +227,29 @@ public:
     // Round-trip time of the last keepalive ping answered.
     std::optional<duration> latency() const noexcept { return latency_; }
 
+    // ---- added for the Asio adapter (wsx/asio/): buffer lending, broadcast --
+
+    // Idle: nothing unread, no message half received, nothing waiting to be
+    // written. An idle connection needs no buffer, so an adapter may take
+    // them back between messages (release_buffers) and lend them again when
+    // bytes arrive (adopt_buffers): idle connections then hold none, and a
+    // pool of buffers keeps steady state free of allocation.
+    struct buffer_set;
+    bool idle() const noexcept { return in_read_ == in_end_ && !in_message_ && out_size_ == 0 && !pong_owed_; }
+    // Moves every buffer (capacity kept, contents dropped) into `into` when
+    // idle(); returns false and changes nothing otherwise.
+    bool release_buffers(buffer_set& into) noexcept;
+    // Takes from `from` each buffer that the connection holds no memory for;
+    // what it does not take stays in `from`.
+    void adopt_buffers(buffer_set& from) noexcept;
+    // The agreed permessage-deflate parameters (none when not agreed).
+    const std::optional<deflate_params>& deflate_parameters() const noexcept { return deflate_; }
+    // Server: queues bytes that are already one or more whole unmasked frames
+    // (made once for many connections by a broadcast), with the checks of
+    // send_*: open, no close sent, no message being sent in pieces, and the
+    // output not above max_pending_output (would_block).
+    std::error_code send_prepared(const_bytes frames);
+
 private:
     static const_bytes as_bytes(std::string_view s) noexcept {
         return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
@@ -245,6 +268,7 @@ private:
     http_parse_result parse_head(Parser& parser, Head& head);
     void append_error_response_to_output(std::error_code ec);
     void queue_bytes(std::string_view bytes);
+    std::uint8_t* append_output(std::size_t n);
     event process_frame(const frame_header& h, mutable_bytes payload);
     event fail(std::error_code ec, close_code code);
     event close_event(close_code code, std::string_view reason, bool by_peer, std::error_code ec = {});
@@ -283,10 +307,13 @@ private:
     bool sending_message_ = false;
     bool sending_compressed_ = false;
 
-    // Output: out_[out_read_, out_.size()) is waiting to be written.
+    // Output: out_[out_read_, out_end_) is waiting to be written. out_ only
+    // grows, to the most output ever pending, and frames are written into it
+    // in place: resizing it for each frame would zero-fill every payload first.
     std::vector<std::uint8_t> out_;
     std::size_t out_read_ = 0;
-    std::size_t out_size_ = 0;
+    std::size_t out_end_ = 0;
+    std::size_t out_size_ = 0; // out_end_ - out_read_
     std::vector<std::uint8_t> scratch_; // compressed payloads
 
     // A pong owed to the peer, coalesced while the output is above its limit
@@ -324,6 +351,16 @@ private:
     std::optional<time_point> ping_sent_;
     std::uint8_t ping_payload_[4]{};
     std::optional<duration> latency_;
+
+public:
+    // The buffers lent and taken back by release_buffers/adopt_buffers (for the
+    // Asio adapter's pool).
+    struct buffer_set {
+        decltype(in_) input;
+        decltype(message_) message;
+        decltype(out_) output;
+        decltype(scratch_) scratch;
+    };
 };
 
 
@@ -564,9 +601,19 @@ inline void connection::set_open(std::optional<deflate_params> deflate) {
     }
 }
 
+// Makes room for n more bytes of output; returns where they go.
+inline std::uint8_t* connection::append_output(std::size_t n) {
+    // Start over at the front once everything was written, so the buffer does not creep.
+    if (out_size_ == 0) out_read_ = out_end_ = 0;
+    if (out_.size() - out_end_ < n) out_.resize(out_end_ + n);
+    std::uint8_t* at = out_.data() + out_end_;
+    out_end_ += n;
+    out_size_ = out_end_ - out_read_;
+    return at;
+}
+
 inline void connection::queue_bytes(std::string_view bytes) {
-    out_.insert(out_.end(), bytes.begin(), bytes.end());
-    out_size_ = out_.size() - out_read_;
+    if (!bytes.empty()) std::memcpy(append_output(bytes.size()), bytes.data(), bytes.size());
 }
 
 inline std::error_code connection::start_handshake(client_request_options request) {
@@ -768,20 +815,53 @@ inline void connection::queue_frame(opcode op, const_bytes payload, bool fin, st
     h.masked = role_ == role::client;
     if (h.masked) options_.random(mutable_bytes(h.key.data(), h.key.size()));
 
-    // Drop what was written already so the buffer does not creep.
-    if (out_read_ > 0 && out_read_ == out_.size()) {
-        out_.clear();
-        out_read_ = 0;
-    }
-    const std::size_t at = out_.size();
     const std::size_t header_size = frame_header_size(h.payload_length, h.masked);
-    out_.resize(at + header_size + payload.size());
-    write_frame_header(h, mutable_bytes(out_.data() + at, header_size));
+    std::uint8_t* const at = append_output(header_size + payload.size());
+    write_frame_header(h, mutable_bytes(at, header_size));
     if (!payload.empty()) {
-        std::memcpy(out_.data() + at + header_size, payload.data(), payload.size());
-        if (h.masked) apply_mask(mutable_bytes(out_.data() + at + header_size, payload.size()), h.key);
+        std::memcpy(at + header_size, payload.data(), payload.size());
+        if (h.masked) apply_mask(mutable_bytes(at + header_size, payload.size()), h.key);
     }
-    out_size_ = out_.size() - out_read_;
+}
+
+// Added for the Asio adapter's broadcast: frames made once, queued as they are.
+inline std::error_code connection::send_prepared(const_bytes frames) {
+    if (role_ != role::server) return error::connection_closed; // client frames need their own masks
+    if (sending_message_) return error::expected_continuation;
+    if (auto ec = check_can_send()) return ec;
+    queue_bytes(as_string_view(frames));
+    return {};
+}
+
+// Added for the Asio adapter's buffer pool.
+inline bool connection::release_buffers(buffer_set& into) noexcept {
+    if (!idle()) return false;
+    // The input keeps its size (prepare() reads into size(), not capacity()).
+    in_read_ = in_end_ = 0;
+    out_read_ = out_end_ = 0;
+    message_.clear();
+    scratch_.clear();
+    into.input = std::move(in_);
+    into.message = std::move(message_);
+    into.output = std::move(out_);
+    into.scratch = std::move(scratch_);
+    in_.clear();
+    message_.clear();
+    out_.clear();
+    scratch_.clear();
+    return true;
+}
+
+inline void connection::adopt_buffers(buffer_set& from) noexcept {
+    if (in_.capacity() == 0 && in_end_ == 0) std::swap(in_, from.input);
+    if (message_.capacity() == 0 && !in_message_) std::swap(message_, from.message);
+    if (out_.capacity() == 0 && out_size_ == 0) {
+        std::swap(out_, from.output);
+        out_read_ = out_end_ = 0;
+    }
+    if (scratch_.capacity() == 0) std::swap(scratch_, from.scratch);
+    if (!in_message_) message_.clear();
+    scratch_.clear();
 }
 
 inline std::error_code connection::send_ping(const_bytes payload) {
@@ -849,10 +929,7 @@ inline void connection::consume_output(std::size_t n) noexcept {
     n = std::min(n, out_size_);
     out_read_ += n;
     out_size_ -= n;
-    if (out_size_ == 0) {
-        out_.clear();
-        out_read_ = 0;
-    }
+    if (out_size_ == 0) out_read_ = out_end_ = 0;
 }
 
 // ---- time ---------------------------------------------------------------------
