@@ -5,6 +5,9 @@ include(CMakePackageConfigHelpers)
 
 install(DIRECTORY ${PROJECT_SOURCE_DIR}/include/wsx DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 install(TARGETS wsx wsx_tls EXPORT wsxTargets)
+if(WSX_HAS_ASIO)
+  install(TARGETS wsx_asio EXPORT wsxTargets)
+endif()
 install(EXPORT wsxTargets NAMESPACE wsx:: DESTINATION ${CMAKE_INSTALL_DATADIR}/wsx/cmake)
 
 configure_package_config_file(${PROJECT_SOURCE_DIR}/cmake/wsxConfig.cmake.in

@@ -1,0 +1,322 @@
+// echo_server - a WebSocket echo server on wsx::async_stream and C++20
+// coroutines.
+//
+//   echo_server [--host 127.0.0.1] [--port 9001] [--threads N]
+//               [--tls CERT KEY] [--no-deflate] [--max-size BYTES]
+//
+// Echoes every message with its type (text as text, binary as binary),
+// fragmented or not; offers permessage-deflate unless --no-deflate. A browser
+// that opens http://HOST:PORT/ (or https:// with --tls) gets a page that
+// talks to the server over ws:// (or wss://); other plain requests get 404.
+// Logs each connection's open and close to stderr, prints "listening on
+// HOST:PORT" to stdout once it accepts, and on SIGINT or SIGTERM closes every
+// client with 1001 (going away) and exits 0.
+#include <wsx/asio/async_stream.hpp>
+#include <wsx/asio/ssl.hpp>
+
+#include <atomic>
+#include <charconv>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <exception>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
+
+namespace net = wsx::net;
+using tcp = net::ip::tcp;
+
+namespace {
+
+// The page served at "/": it opens a WebSocket back to the server it came
+// from (wss:// when it was served over https://) and shows what goes each way.
+constexpr std::string_view echo_page = R"html(<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>wsx echo</title>
+<style>
+body { font-family: sans-serif; max-width: 40em; margin: 2em auto; }
+#log { border: 1px solid #ccc; height: 20em; overflow-y: auto; padding: .5em; font-family: monospace; }
+.sent { color: #036; } .received { color: #060; } .info { color: #777; }
+</style>
+</head>
+<body>
+<h1>wsx echo</h1>
+<p id="status">connecting...</p>
+<form id="form"><input id="text" size="50" autocomplete="off" autofocus> <button>Send</button></form>
+<div id="log"></div>
+<script>
+const log = document.getElementById("log");
+function show(kind, text) {
+  const line = document.createElement("div");
+  line.className = kind;
+  line.textContent = (kind === "sent" ? "> " : kind === "received" ? "< " : "") + text;
+  log.appendChild(line);
+  log.scrollTop = log.scrollHeight;
+}
+const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+const ws = new WebSocket(scheme + "//" + location.host + "/");
+ws.onopen = () => { document.getElementById("status").textContent = "connected to " + ws.url; };
+ws.onmessage = (e) => show("received", typeof e.data === "string" ? e.data : "(binary)");
+ws.onclose = (e) => { document.getElementById("status").textContent = "closed (" + e.code + ")"; show("info", "closed with code " + e.code); };
+document.getElementById("form").onsubmit = (e) => {
+  e.preventDefault();
+  const input = document.getElementById("text");
+  if (ws.readyState === WebSocket.OPEN) { ws.send(input.value); show("sent", input.value); }
+  input.value = "";
+};
+</script>
+</body>
+</html>
+)html";
+
+struct settings {
+    std::string host = "127.0.0.1";
+    std::uint16_t port = 9001;
+    unsigned threads = 1;
+    std::string certificate;
+    std::string key;
+    bool deflate = true;
+    std::size_t max_size = 16 * 1024 * 1024;
+};
+
+[[noreturn]] void usage(const char* problem) {
+    std::fprintf(stderr,
+                 "echo_server: %s\n"
+                 "usage: echo_server [--host 127.0.0.1] [--port 9001] [--threads N] [--tls CERT KEY]\n"
+                 "                   [--no-deflate] [--max-size BYTES]\n",
+                 problem);
+    std::exit(2);
+}
+
+template <class Number>
+Number parse_number(std::string_view text, Number lowest, Number highest) {
+    Number value{};
+    const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
+    if (result.ec != std::errc() || result.ptr != text.data() + text.size() || value < lowest || value > highest)
+        usage("bad number");
+    return value;
+}
+
+settings parse_arguments(int argc, char** argv) {
+    settings s;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        const auto value = [&]() -> std::string_view {
+            if (i + 1 >= argc) usage("missing value");
+            return argv[++i];
+        };
+        if (arg == "--host") s.host = std::string(value());
+        else if (arg == "--port") s.port = parse_number<std::uint16_t>(value(), 0, 65535);
+        else if (arg == "--threads") s.threads = parse_number<unsigned>(value(), 1, 256);
+        else if (arg == "--no-deflate") s.deflate = false;
+        else if (arg == "--max-size") s.max_size = parse_number<std::size_t>(value(), 1, std::size_t(1) << 40);
+        else if (arg == "--tls") {
+            s.certificate = std::string(value());
+            s.key = std::string(value());
+        } else if (arg == "--help" || arg == "-h") usage("help");
+        else usage("unknown option");
+    }
+    return s;
+}
+
+// Every open session, so that a signal can close them all.
+class session_registry {
+public:
+    std::uint64_t add(std::function<void()> close) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        if (closing_) {
+            close();
+            return 0;
+        }
+        sessions_.emplace(++next_id_, std::move(close));
+        return next_id_;
+    }
+    void remove(std::uint64_t id) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        sessions_.erase(id);
+    }
+    void close_all() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        closing_ = true;
+        for (auto& entry : sessions_) entry.second();
+    }
+
+private:
+    std::mutex mutex_;
+    std::map<std::uint64_t, std::function<void()>> sessions_;
+    std::uint64_t next_id_ = 0;
+    bool closing_ = false;
+};
+
+std::string endpoint_text(const tcp::endpoint& endpoint) {
+    const net::ip::address address = endpoint.address();
+    std::string text = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+    return text + ":" + std::to_string(endpoint.port());
+}
+
+wsx::http_reply answer_plain_request(const wsx::server_request& request) {
+    std::string_view target = request.http.target;
+    target = target.substr(0, target.find('?'));
+    wsx::http_reply reply;
+    if (request.http.method == "GET" && target == "/") {
+        reply.status = 200;
+        reply.body = std::string(echo_page);
+        reply.headers.push_back({"Content-Type", "text/html; charset=utf-8"});
+        reply.headers.push_back({"Cache-Control", "no-store"});
+    } else {
+        reply.status = 404;
+        reply.body = "not found\n";
+    }
+    return reply;
+}
+
+template <class Layer>
+net::awaitable<void> echo(std::shared_ptr<wsx::async_stream<Layer>> ws, const settings& s,
+                          session_registry& registry, std::string peer) {
+    wsx::connection_options options;
+    options.max_message_size = s.max_size;
+    options.max_frame_size = s.max_size;
+    if (s.deflate) options.deflate.emplace();
+    ws->set_options(options);
+    ws->set_http_handler([&peer](const wsx::server_request& request) {
+        wsx::http_reply reply = answer_plain_request(request);
+        std::fprintf(stderr, "%s http %.*s %.*s -> %d\n", peer.c_str(), static_cast<int>(request.http.method.size()),
+                     request.http.method.data(), static_cast<int>(request.http.target.size()),
+                     request.http.target.data(), reply.status);
+        return reply;
+    });
+
+    wsx::net_error_code ec;
+    co_await ws->async_accept(net::redirect_error(net::use_awaitable, ec));
+    if (ec) {
+        if (wsx::to_std_error(ec) != wsx::error::handshake_rejected)
+            std::fprintf(stderr, "%s refused: %s\n", peer.c_str(), ec.message().c_str());
+        co_return;
+    }
+    const std::string path(ws->connection()->request().path);
+    std::fprintf(stderr, "%s open %s%s\n", peer.c_str(), path.c_str(),
+                 ws->deflate_enabled() ? " (permessage-deflate)" : "");
+
+    const std::uint64_t id = registry.add([weak = std::weak_ptr<wsx::async_stream<Layer>>(ws)] {
+        if (auto stream = weak.lock()) {
+            net::post(stream->get_executor(), [stream] {
+                stream->async_close(wsx::close_code::going_away, "server shutting down", net::detached);
+            });
+        }
+    });
+    wsx::message message;
+    for (;;) {
+        co_await ws->async_read(message, net::redirect_error(net::use_awaitable, ec));
+        if (ec) break;
+        co_await ws->async_write(message.text, message.bytes(), net::redirect_error(net::use_awaitable, ec));
+        if (ec) break;
+    }
+    registry.remove(id);
+    const wsx::close_status& status = ws->get_close_status();
+    std::string why;
+    if (!status.reason.empty()) why += " " + status.reason;
+    if (status.ec && status.ec != wsx::error::connection_closed) why += " (" + status.ec.message() + ")";
+    std::fprintf(stderr, "%s close %u%s\n", peer.c_str(), static_cast<unsigned>(status.code), why.c_str());
+}
+
+net::awaitable<void> serve_plain(tcp::socket socket, const settings& s, session_registry& registry) {
+    wsx::net_error_code ec;
+    const std::string peer = endpoint_text(socket.remote_endpoint(ec));
+    auto ws = std::make_shared<wsx::async_stream<tcp::socket>>(std::move(socket));
+    co_await echo(ws, s, registry, peer);
+}
+
+net::awaitable<void> serve_tls(tcp::socket socket, net::ssl::context& tls, const settings& s,
+                               session_registry& registry) {
+    wsx::net_error_code ec;
+    const std::string peer = endpoint_text(socket.remote_endpoint(ec));
+    using layer = net::ssl::stream<tcp::socket>;
+    auto ws = std::make_shared<wsx::async_stream<layer>>(std::move(socket), tls);
+    // The TLS handshake gets the same bound as the WebSocket one.
+    net::steady_timer guard(ws->get_executor());
+    guard.expires_after(std::chrono::seconds(10));
+    guard.async_wait([ws](const wsx::net_error_code& error) {
+        if (!error) ws->next_layer().lowest_layer().close();
+    });
+    co_await ws->next_layer().async_handshake(net::ssl::stream_base::server,
+                                              net::redirect_error(net::use_awaitable, ec));
+    guard.cancel();
+    if (ec) {
+        std::fprintf(stderr, "%s TLS handshake failed: %s\n", peer.c_str(), ec.message().c_str());
+        co_return;
+    }
+    co_await echo(ws, s, registry, peer);
+}
+
+net::awaitable<void> accept_loop(tcp::acceptor& acceptor, net::ssl::context* tls, const settings& s,
+                                 session_registry& registry) {
+    for (;;) {
+        // Each connection gets a strand: its operations never run at once.
+        tcp::socket socket(net::make_strand(acceptor.get_executor()));
+        wsx::net_error_code ec;
+        co_await acceptor.async_accept(socket, net::redirect_error(net::use_awaitable, ec));
+        if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
+        if (ec) continue; // e.g. too many open files: try the next one
+        const auto executor = socket.get_executor();
+        if (tls != nullptr) net::co_spawn(executor, serve_tls(std::move(socket), *tls, s, registry), net::detached);
+        else net::co_spawn(executor, serve_plain(std::move(socket), s, registry), net::detached);
+    }
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const settings s = parse_arguments(argc, argv);
+    try {
+        net::io_context io(static_cast<int>(s.threads));
+
+        std::unique_ptr<net::ssl::context> tls;
+        if (!s.certificate.empty()) {
+            tls = std::make_unique<net::ssl::context>(net::ssl::context::tls_server);
+            tls->set_options(net::ssl::context::default_workarounds | net::ssl::context::no_sslv2 |
+                             net::ssl::context::no_sslv3 | net::ssl::context::no_tlsv1 |
+                             net::ssl::context::no_tlsv1_1);
+            tls->use_certificate_chain_file(s.certificate);
+            tls->use_private_key_file(s.key, net::ssl::context::pem);
+        }
+
+        tcp::acceptor acceptor(io);
+        const tcp::endpoint endpoint(net::ip::make_address(s.host), s.port);
+        acceptor.open(endpoint.protocol());
+        acceptor.set_option(net::socket_base::reuse_address(true));
+        acceptor.bind(endpoint);
+        acceptor.listen();
+
+        session_registry registry;
+        net::signal_set signals(io, SIGINT, SIGTERM);
+        signals.async_wait([&](const wsx::net_error_code& ec, int) {
+            if (ec) return;
+            std::fprintf(stderr, "shutting down\n");
+            wsx::net_error_code ignored;
+            acceptor.close(ignored);
+            registry.close_all();
+        });
+
+        net::co_spawn(io, accept_loop(acceptor, tls.get(), s, registry), net::detached);
+
+        std::printf("listening on %s\n", endpoint_text(acceptor.local_endpoint()).c_str());
+        std::fflush(stdout);
+
+        std::vector<std::thread> threads;
+        for (unsigned i = 1; i < s.threads; ++i) threads.emplace_back([&io] { io.run(); });
+        io.run();
+        for (std::thread& t : threads) t.join();
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "echo_server: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}

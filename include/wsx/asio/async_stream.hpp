@@ -1,0 +1,886 @@
+// wsx/asio/async_stream.hpp - a WebSocket over any Asio async stream.
+//
+// wsx::async_stream<NextLayer> puts the sans-I/O wsx::connection on an Asio
+// AsyncReadStream + AsyncWriteStream: a tcp::socket, an ssl::stream<tcp::socket>
+// (include <wsx/asio/ssl.hpp> too), or a reference to one. Every operation
+// takes an Asio completion token, so coroutines, callbacks and futures work:
+//
+//   wsx::async_stream<tcp::socket> ws(std::move(socket));
+//   co_await ws.async_accept(net::use_awaitable);      // server
+//   // or co_await ws.async_handshake("example.com", "/chat", net::use_awaitable);
+//   wsx::message m;
+//   co_await ws.async_read(m, net::use_awaitable);     // a whole message
+//   co_await ws.async_write_text(m.view(), net::use_awaitable);
+//   co_await ws.async_close(wsx::close_code::normal, net::use_awaitable);
+//
+// Completion signature: void(wsx::net_error_code). A read that meets the
+// peer's close frame completes the closing handshake, ends the transport and
+// reports wsx::error::connection_closed (or the error that failed the
+// connection); get_close_status() then tells what the peer said.
+//
+// Threads: like any Asio I/O object, one async_stream is used from one
+// executor at a time - its NextLayer's (make the socket with a strand when
+// several threads run the io_context). Every initiating function may be
+// called from anywhere; its work runs on that executor. try_write_* and the
+// accessors are synchronous and must be called on it.
+//
+// Reading: one read (async_read or async_close's wait) at a time. Writing:
+// any number of writers at once. A write puts its frame into the
+// connection's send queue and completes; one internal writer drains the
+// queue, so frames queued together leave in one write. The queue has a high
+// water mark (connection_options::max_pending_output, 1 MiB) and a low water
+// mark (256 KiB): above the high one, async_write_* waits until the queue is
+// back under the low one, and try_write_* answers wsx::error::would_block.
+// Write errors end the connection and are reported by the next operation.
+//
+// Time: one steady_timer per connection follows connection::next_deadline(),
+// so the open timeout, the close timeout and keepalive pings (with their pong
+// timeout) act even while nobody reads or writes.
+//
+// Server: async_accept reads the upgrade request. An upgrade handler (if
+// set) inspects it and accepts - filling accept_options (subprotocol, extra
+// headers) - or refuses with an HTTP reply. A request that does not ask for
+// a WebSocket at all (no "Upgrade: websocket", e.g. a browser's GET /) is
+// answered by the HTTP handler if one is set - the way to serve a page or a
+// health check - and async_accept then fails with handshake_rejected. Bad
+// upgrades get the core's HTTP errors (400, 426 + Sec-WebSocket-Version...).
+//
+// The object may be destroyed while operations are pending: the transport is
+// closed, and they complete with an error.
+#pragma once
+
+#include <wsx/asio/buffer_pool.hpp>
+#include <wsx/asio/config.hpp>
+#include <wsx/bytes.hpp>
+#include <wsx/close_code.hpp>
+#include <wsx/connection.hpp>
+#include <wsx/error.hpp>
+#include <wsx/handshake.hpp>
+#include <wsx/stream.hpp>
+#include <wsx/uri.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace wsx {
+
+// A final HTTP response other than 101: a page, a 404, a refusal.
+struct http_reply {
+    int status = 404;
+    std::string body;
+    http_fields headers; // Content-Type defaults to text/plain for a body
+};
+
+// Server: decides an upgrade request. Return std::nullopt to accept (after
+// filling `answer` if needed), or the reply that refuses it.
+using upgrade_handler = std::function<std::optional<http_reply>(const server_request& request, accept_options& answer)>;
+
+// Server: answers a plain HTTP request (one that does not ask for a
+// WebSocket). request.http has the method, target and headers.
+using http_handler = std::function<http_reply(const server_request& request)>;
+
+// How a NextLayer ends. Specialise for layers with their own way of ending
+// (wsx/asio/ssl.hpp does for ssl::stream). `graceful` is false when a read
+// may still be pending on the layer.
+template <class NextLayer, class = void>
+struct async_teardown;
+
+namespace detail {
+
+template <class Layer, class = void>
+struct has_lowest_layer : std::false_type {};
+template <class Layer>
+struct has_lowest_layer<Layer, std::void_t<decltype(std::declval<Layer&>().lowest_layer())>> : std::true_type {};
+
+template <class Layer, class = void>
+struct has_net_close : std::false_type {};
+template <class Layer>
+struct has_net_close<Layer, std::void_t<decltype(std::declval<Layer&>().close(std::declval<net_error_code&>()))>>
+    : std::true_type {};
+
+// A plain socket can wait for readability without a buffer; layers with
+// their own buffering (TLS) cannot, since bytes may already wait inside them.
+template <class Layer>
+struct is_plain_socket : std::false_type {};
+template <class Protocol, class Executor>
+struct is_plain_socket<net::basic_stream_socket<Protocol, Executor>> : std::true_type {};
+
+// Closes the socket under any layer: pending operations end with an error.
+template <class Layer>
+void close_lowest_layer(Layer& layer) noexcept {
+    net_error_code ignored;
+    if constexpr (has_lowest_layer<Layer>::value) {
+        auto& socket = layer.lowest_layer();
+        if (!socket.is_open()) return;
+        socket.shutdown(net::socket_base::shutdown_both, ignored);
+        socket.close(ignored);
+    } else if constexpr (has_net_close<Layer>::value) {
+        layer.close(ignored);
+    }
+}
+
+// Runs `action` once at a deadline unless disarmed first. The shared state
+// keeps a late timer completion harmless after the guard and what the action
+// touches are gone: the guard disarms itself when destroyed, so declare it
+// after the objects its action uses.
+class deadline_guard {
+public:
+    template <class Executor>
+    deadline_guard(const Executor& executor, duration after, std::function<void()> action)
+        : state_(std::make_shared<shared_state>(executor, std::move(action))) {
+        state_->timer.expires_after(after);
+        state_->timer.async_wait([state = state_](const net_error_code& ec) {
+            if (ec || !state->armed) return;
+            state->armed = false;
+            state->fired = true;
+            state->action();
+        });
+    }
+    deadline_guard(const deadline_guard&) = delete;
+    deadline_guard& operator=(const deadline_guard&) = delete;
+    ~deadline_guard() { disarm(); }
+
+    void disarm() noexcept {
+        state_->armed = false;
+        state_->timer.cancel();
+    }
+    bool fired() const noexcept { return state_->fired; }
+
+private:
+    struct shared_state {
+        template <class Executor>
+        shared_state(const Executor& executor, std::function<void()> a) : timer(executor), action(std::move(a)) {}
+        net::steady_timer timer;
+        std::function<void()> action;
+        bool armed = true;
+        bool fired = false;
+    };
+    std::shared_ptr<shared_state> state_;
+};
+
+} // namespace detail
+
+template <class NextLayer, class>
+struct async_teardown {
+    static bool is_end_of_stream(const net_error_code& ec) noexcept { return ec == net::error::eof; }
+    static net::awaitable<void> teardown(NextLayer& layer, bool /*graceful*/, duration /*timeout*/) {
+        detail::close_lowest_layer(layer);
+        co_return;
+    }
+};
+
+template <class NextLayer>
+class async_stream {
+public:
+    using next_layer_type = std::remove_reference_t<NextLayer>;
+    using executor_type = typename next_layer_type::executor_type;
+    using teardown_type = async_teardown<next_layer_type>;
+
+    // The arguments construct the layer: a socket to move in, a reference to
+    // bind, or an ssl::stream's (socket, context).
+    template <class... Args,
+              class = std::enable_if_t<!(sizeof...(Args) == 1 &&
+                                         (std::is_same_v<std::decay_t<Args>, async_stream> || ...))>>
+    explicit async_stream(Args&&... args) : impl_(std::make_shared<impl>(std::forward<Args>(args)...)) {}
+
+    async_stream(async_stream&&) noexcept = default;
+    async_stream& operator=(async_stream&& other) noexcept {
+        if (this != &other) {
+            if (impl_) impl_->abort();
+            impl_ = std::move(other.impl_);
+        }
+        return *this;
+    }
+    ~async_stream() {
+        if (impl_) impl_->abort();
+    }
+
+    executor_type get_executor() noexcept { return impl_->next.get_executor(); }
+    next_layer_type& next_layer() noexcept { return impl_->next; }
+    const next_layer_type& next_layer() const noexcept { return impl_->next; }
+
+    // Limits, timers and deflate for the next accept or handshake. Messages
+    // are always delivered whole: `streaming` is ignored.
+    void set_options(connection_options options) { impl_->options = std::move(options); }
+    const connection_options& options() const noexcept { return impl_->options; }
+    // The send queue's low water mark (the high one is max_pending_output).
+    void set_low_water_mark(std::size_t bytes) noexcept { impl_->low_water_mark = bytes; }
+    std::size_t low_water_mark() const noexcept { return impl_->low_water_mark; }
+
+    void set_control_callback(control_callback callback) { impl_->on_control = std::move(callback); }
+    void set_upgrade_handler(upgrade_handler handler) { impl_->on_upgrade = std::move(handler); }
+    void set_http_handler(http_handler handler) { impl_->on_http = std::move(handler); }
+
+    // The protocol core, once an accept or handshake started (else null).
+    wsx::connection* connection() noexcept { return impl_->conn ? &*impl_->conn : nullptr; }
+    bool is_open() const noexcept {
+        return impl_->conn && !impl_->ended && !impl_->failure && impl_->conn->get_state() == state::open;
+    }
+    std::string_view subprotocol() const noexcept {
+        return impl_->conn ? impl_->conn->subprotocol() : std::string_view();
+    }
+    bool deflate_enabled() const noexcept { return impl_->conn && impl_->conn->deflate_enabled(); }
+    // How the connection ended (meaningful once it has).
+    const close_status& get_close_status() const noexcept { return impl_->status; }
+    // Bytes queued and not yet written (the send queue's fill).
+    std::size_t queued_bytes() const noexcept { return impl_->queued(); }
+
+    // ---- server ------------------------------------------------------------
+
+    template <class CompletionToken>
+    auto async_accept(CompletionToken&& token) {
+        return launch(std::forward<CompletionToken>(token),
+                      [self = impl_]() { return self->accept_op(self); });
+    }
+
+    // ---- client ------------------------------------------------------------
+
+    // `host` is the Host header ("name", "name:port", "[::1]:9001"), `target`
+    // the resource ("/path?query").
+    template <class CompletionToken>
+    auto async_handshake(std::string_view host, std::string_view target, const handshake_options& options,
+                         CompletionToken&& token) {
+        client_request_options request;
+        const bool valid = detail::split_host_port(host, request.host, request.port);
+        request.target = std::string(target);
+        return launch(std::forward<CompletionToken>(token),
+                      [self = impl_, request = std::move(request), options, valid]() mutable {
+                          return self->handshake_op(self, std::move(request), std::move(options), valid);
+                      });
+    }
+    template <class CompletionToken>
+    auto async_handshake(std::string_view host, std::string_view target, CompletionToken&& token) {
+        return async_handshake(host, target, handshake_options{}, std::forward<CompletionToken>(token));
+    }
+    // The host, port and target of a parsed ws:// or wss:// URI.
+    template <class CompletionToken>
+    auto async_handshake(const uri& where, const handshake_options& options, CompletionToken&& token) {
+        client_request_options request;
+        request.host = where.host;
+        request.port = where.port;
+        request.secure = where.secure;
+        request.target = where.target;
+        return launch(std::forward<CompletionToken>(token),
+                      [self = impl_, request = std::move(request), options]() mutable {
+                          return self->handshake_op(self, std::move(request), std::move(options), true);
+                      });
+    }
+    template <class CompletionToken>
+    auto async_handshake(const uri& where, CompletionToken&& token) {
+        return async_handshake(where, handshake_options{}, std::forward<CompletionToken>(token));
+    }
+
+    // ---- messages ------------------------------------------------------------
+
+    // Reads the next whole message into `out` (its capacity is reused).
+    // Pings are answered and reported to the control callback on the way.
+    template <class CompletionToken>
+    auto async_read(message& out, CompletionToken&& token) {
+        return launch(std::forward<CompletionToken>(token),
+                      [self = impl_, out = &out]() { return self->read_op(self, *out); });
+    }
+
+    // The data must stay valid until the operation completes.
+    template <class CompletionToken>
+    auto async_write_text(std::string_view text, CompletionToken&& token) {
+        return async_write(true, const_bytes(text), std::forward<CompletionToken>(token));
+    }
+    template <class CompletionToken>
+    auto async_write_binary(const_bytes data, CompletionToken&& token) {
+        return async_write(false, data, std::forward<CompletionToken>(token));
+    }
+    template <class CompletionToken>
+    auto async_write(bool text, const_bytes data, CompletionToken&& token) {
+        return launch(std::forward<CompletionToken>(token),
+                      [self = impl_, text, data]() { return self->write_op(self, text, data); });
+    }
+
+    // Queues a message now, or answers would_block when the send queue is
+    // above its high water mark (connection_closed when it cannot be sent).
+    std::error_code try_write_text(std::string_view text) { return impl_->try_write(true, const_bytes(text)); }
+    std::error_code try_write_binary(const_bytes data) { return impl_->try_write(false, data); }
+    // Queues bytes that are already whole server frames (made once for
+    // many connections, see wsx/asio/broadcast.hpp), or answers would_block
+    // when the send queue holds more than `high_water_mark` bytes.
+    std::error_code try_write_prepared(const_bytes frames, std::size_t high_water_mark) {
+        return impl_->try_write_prepared(frames, high_water_mark);
+    }
+
+    // ---- coroutine forms (wsx::websocket uses these) ---------------------------
+    // The operations above as awaitables that run inside the caller's
+    // coroutine, without spawning one: await them on the stream's executor.
+    net::awaitable<net_error_code> co_accept() { return impl_->accept_op(impl_); }
+    net::awaitable<net_error_code> co_handshake(const uri& where, handshake_options options) {
+        client_request_options request;
+        request.host = where.host;
+        request.port = where.port;
+        request.secure = where.secure;
+        request.target = where.target;
+        return impl_->handshake_op(impl_, std::move(request), std::move(options), true);
+    }
+    net::awaitable<net_error_code> co_read(message& out) { return impl_->read_op(impl_, out); }
+    net::awaitable<net_error_code> co_write(bool text, const_bytes data) { return impl_->write_op(impl_, text, data); }
+    net::awaitable<net_error_code> co_ping(const_bytes payload) {
+        return impl_->ping_op(impl_, std::vector<std::uint8_t>(payload.begin(), payload.end()));
+    }
+    net::awaitable<net_error_code> co_close(close_code code, std::string reason) {
+        return impl_->close_op(impl_, code, std::move(reason));
+    }
+    // Ends the transport at once (on the stream's executor): pending
+    // operations complete with an error.
+    void abort() { impl_->abort(); }
+
+    // Queues a ping (its pong arrives through the control callback).
+    template <class CompletionToken>
+    auto async_ping(const_bytes payload, CompletionToken&& token) {
+        std::vector<std::uint8_t> copy(payload.begin(), payload.end());
+        return launch(std::forward<CompletionToken>(token), [self = impl_, copy = std::move(copy)]() mutable {
+            return self->ping_op(self, std::move(copy));
+        });
+    }
+
+    // Starts the closing handshake and completes once it is over and the
+    // transport is closed (or the close timeout ran out: close_timeout).
+    template <class CompletionToken>
+    auto async_close(close_code code, std::string_view reason, CompletionToken&& token) {
+        return launch(std::forward<CompletionToken>(token), [self = impl_, code, reason = std::string(reason)]() mutable {
+            return self->close_op(self, code, std::move(reason));
+        });
+    }
+    template <class CompletionToken>
+    auto async_close(close_code code, CompletionToken&& token) {
+        return async_close(code, {}, std::forward<CompletionToken>(token));
+    }
+
+private:
+    struct impl : std::enable_shared_from_this<impl> {
+        template <class... Args>
+        explicit impl(Args&&... args)
+            : next(std::forward<Args>(args)...), deadline_timer(next.get_executor()), signal(next.get_executor()) {
+            signal.expires_at(net::steady_timer::time_point::max());
+        }
+
+        NextLayer next;
+        net::steady_timer deadline_timer; // follows connection::next_deadline()
+        net::steady_timer signal;         // a condition variable: cancelled on every change
+        connection_options options;
+        std::size_t low_water_mark = 256 * 1024;
+        std::optional<wsx::connection> conn;
+        control_callback on_control;
+        upgrade_handler on_upgrade;
+        http_handler on_http;
+        close_status status;
+        net_error_code failure; // the transport's error that ended everything
+
+        std::vector<std::uint8_t> write_buffer; // the bytes of the write in flight
+        std::size_t in_flight = 0;
+        bool writing = false;       // the internal writer runs
+        bool reading = false;       // a read (or close's wait) runs
+        bool read_pending = false;  // a read_some is pending on the layer
+        bool driver_running = false;
+        bool ended = false;         // the connection is over
+        bool closing_transport = false;
+        bool transport_closed = false;
+
+        // The largest write handed to the layer at once.
+        static constexpr std::size_t max_write = 1024 * 1024;
+
+        std::size_t queued() const noexcept { return (conn ? conn->pending_output_size() : 0) + in_flight; }
+        void wake() { signal.cancel(); }
+
+        // Buffers come from the thread's pool when the connection needs them
+        // and go back when it is idle (wsx/asio/buffer_pool.hpp).
+        void lend() {
+            if (conn) detail::thread_buffer_pool().lend(*conn);
+        }
+        void reclaim() {
+            if (conn && !read_pending) detail::thread_buffer_pool().reclaim(*conn);
+        }
+
+        net::awaitable<void> wait_for_change() {
+            net_error_code ignored;
+            co_await signal.async_wait(net::redirect_error(net::use_awaitable, ignored));
+        }
+
+        // The object that owned us is gone (or replaced): stop everything.
+        void abort() {
+            if (!failure) failure = net::error::operation_aborted;
+            ended = true;
+            transport_closed = true;
+            detail::close_lowest_layer(next);
+            deadline_timer.cancel();
+            wake();
+        }
+
+        void start(role r, connection_options settings) {
+            settings.streaming = false;
+            conn.reset();
+            conn.emplace(r, std::move(settings));
+            status = close_status{};
+            failure = {};
+            ended = closing_transport = transport_closed = false;
+            conn->tick(clock_type::now());
+        }
+
+        void start_driver(std::shared_ptr<impl> self) {
+            if (driver_running) return;
+            driver_running = true;
+            net::co_spawn(next.get_executor(), driver(std::move(self)), net::detached);
+        }
+
+        // Ticks the connection at each deadline it names: open and close
+        // timeouts, keepalive pings and their pong timeout.
+        net::awaitable<void> driver(std::shared_ptr<impl> self) {
+            while (!ended && conn) {
+                const std::optional<time_point> deadline = conn->next_deadline();
+                deadline_timer.expires_at(deadline ? *deadline : net::steady_timer::time_point::max());
+                net_error_code ec;
+                co_await deadline_timer.async_wait(net::redirect_error(net::use_awaitable, ec));
+                if (ended || !conn) break;
+                lend();
+                conn->tick(clock_type::now());
+                start_writer(self);
+                if (conn->should_close_transport()) co_await finish_transport(self);
+                if (!writing) reclaim();
+            }
+            driver_running = false;
+        }
+
+        void start_writer(const std::shared_ptr<impl>& self) {
+            if (writing || failure || transport_closed || !conn || conn->pending_output_size() == 0) return;
+            writing = true;
+            net::co_spawn(next.get_executor(), writer(self), net::detached);
+        }
+
+        // The one writer: drains the connection's send queue.
+        // keep_alive holds this object while the coroutine runs.
+        net::awaitable<void> writer([[maybe_unused]] std::shared_ptr<impl> keep_alive) {
+            // Let whatever else runs now queue its frames too: they leave
+            // together, in one write.
+            co_await net::post(next.get_executor(), net::use_awaitable);
+            if (write_buffer.capacity() == 0) write_buffer = detail::thread_buffer_pool().take_write_buffer();
+            while (!failure && !transport_closed && conn->pending_output_size() > 0) {
+                // The connection may queue more (pongs, other writers' frames)
+                // while this write is in flight, so the bytes move out first.
+                const const_bytes out = conn->pending_output();
+                const std::size_t n = std::min(out.size(), max_write);
+                write_buffer.assign(out.data(), out.data() + n);
+                conn->consume_output(n);
+                in_flight = n;
+                net_error_code ec;
+                co_await net::async_write(next, net::buffer(write_buffer.data(), n),
+                                          net::redirect_error(net::use_awaitable, ec));
+                in_flight = 0;
+                if (ec) {
+                    fail_transport(ec);
+                    break;
+                }
+                wake();
+            }
+            writing = false;
+            detail::thread_buffer_pool().give_back_write_buffer(write_buffer);
+            reclaim();
+            wake();
+        }
+
+        // Waits until everything queued was written (or writing failed).
+        net::awaitable<void> flush(std::shared_ptr<impl> self) {
+            while (!failure && !transport_closed && (writing || (conn && conn->pending_output_size() > 0))) {
+                start_writer(self);
+                co_await wait_for_change();
+            }
+        }
+
+        void fail_transport(const net_error_code& ec) {
+            if (!failure) failure = ec;
+            if (!status.ec) {
+                status.code = close_code::abnormal;
+                status.ec = to_std_error(ec);
+            }
+            ended = true;
+            transport_closed = true;
+            detail::close_lowest_layer(next);
+            deadline_timer.cancel();
+            wake();
+        }
+
+        // Lets queued frames leave (bounded by the close timeout), then ends
+        // the layer.
+        net::awaitable<void> finish_transport(std::shared_ptr<impl> self) {
+            if (closing_transport) {
+                while (!transport_closed) co_await wait_for_change();
+                co_return;
+            }
+            closing_transport = true;
+            const duration limit = options.close_timeout.count() > 0 ? options.close_timeout : duration(10000);
+            if (writing || (conn && conn->pending_output_size() > 0)) {
+                net::steady_timer guard(next.get_executor());
+                guard.expires_after(limit);
+                guard.async_wait([self](const net_error_code& ec) {
+                    if (!ec) detail::close_lowest_layer(self->next);
+                });
+                co_await flush(self);
+                guard.cancel();
+            }
+            if (!transport_closed) co_await teardown_type::teardown(next, !read_pending, limit);
+            transport_closed = true;
+            ended = true;
+            deadline_timer.cancel();
+            wake();
+        }
+
+        // The connection's next event; what it queued is handed to the writer.
+        event poll_event(const std::shared_ptr<impl>& self, bool write = true) {
+            lend();
+            conn->tick(clock_type::now());
+            event ev = conn->next_event();
+            if (write) start_writer(self);
+            rearm_driver();
+            return ev;
+        }
+
+        // Wakes the driver when the connection's next deadline moved
+        // earlier than the one it sleeps until (the connection opened, a
+        // pong arrived, a close started).
+        void rearm_driver() {
+            const std::optional<time_point> deadline = conn->next_deadline();
+            if (deadline && *deadline < deadline_timer.expiry()) deadline_timer.cancel();
+        }
+
+        // Reads from the layer straight into the connection's buffer.
+        net::awaitable<net_error_code> read_more() {
+            if constexpr (detail::is_plain_socket<next_layer_type>::value) {
+                if (conn->idle()) {
+                    // Nothing half read: wait for bytes holding no buffer.
+                    reclaim();
+                    net_error_code ec;
+                    read_pending = true;
+                    co_await next.async_wait(net::socket_base::wait_read, net::redirect_error(net::use_awaitable, ec));
+                    read_pending = false;
+                    if (ec) co_return ec;
+                }
+            }
+            lend();
+            const mutable_bytes area = conn->prepare(conn->read_size_hint());
+            net_error_code ec;
+            read_pending = true;
+            const std::size_t n = co_await next.async_read_some(net::buffer(area.data(), area.size()),
+                                                                net::redirect_error(net::use_awaitable, ec));
+            read_pending = false;
+            conn->commit(n);
+            if (ec && teardown_type::is_end_of_stream(ec)) {
+                conn->receive_eof();
+                ec = {};
+            }
+            co_return ec;
+        }
+
+        // After a failed read: the connection's own close event when it
+        // ended the transport itself (a timeout), else the layer's failure.
+        net::awaitable<net_error_code> after_read_error(std::shared_ptr<impl> self, net_error_code ec) {
+            const event ev = poll_event(self);
+            if (ev.type == event_type::close) co_return co_await handle_close(self, ev);
+            fail_transport(ec);
+            co_return ec;
+        }
+
+        void record_close(const event& ev) {
+            status.code = ev.code;
+            status.reason = std::string(ev.reason);
+            status.closed_by_peer = ev.closed_by_peer;
+            status.ec = ev.ec;
+        }
+
+        // The close event: let the server end TCP first where it should,
+        // then end the layer (after the close reply, which the writer is
+        // already sending, has left).
+        net::awaitable<net_error_code> handle_close(std::shared_ptr<impl> self, const event& ev) {
+            record_close(ev);
+            const std::error_code result = ev.ec ? ev.ec : make_error_code(error::connection_closed);
+            deadline_timer.cancel(); // the close deadline may have changed
+            // RFC 6455 §7.1.1: "the underlying TCP connection, in most normal
+            // cases, SHOULD be closed first by the server"; the client reads
+            // until it is (the driver ends the wait at the close timeout).
+            std::uint8_t discard[4096];
+            while (!failure && !transport_closed && !conn->should_close_transport()) {
+                net_error_code ec;
+                read_pending = true;
+                const std::size_t n = co_await next.async_read_some(net::buffer(discard, sizeof discard),
+                                                                    net::redirect_error(net::use_awaitable, ec));
+                read_pending = false;
+                if (ec || n == 0) break;
+            }
+            co_await finish_transport(self);
+            co_return to_net_error(result);
+        }
+
+        net_error_code check_open() const {
+            if (failure) return failure;
+            if (!conn || ended || conn->get_state() != state::open) return to_net_error(error::connection_closed);
+            return {};
+        }
+
+        // ---- operations ------------------------------------------------------
+
+        net::awaitable<net_error_code> accept_op(std::shared_ptr<impl> self) {
+            start(role::server, options);
+            start_driver(self);
+            for (;;) {
+                // Nothing leaves before the answer is chosen: a plain HTTP
+                // request gets the HTTP handler's reply instead of the core's.
+                const event ev = poll_event(self, false);
+                if (ev.type == event_type::request) {
+                    accept_options answer;
+                    std::optional<http_reply> refusal;
+                    if (on_upgrade) refusal = on_upgrade(conn->request(), answer);
+                    try {
+                        if (refusal) conn->reject(refusal->status, refusal->body, refusal->headers);
+                        else conn->accept(std::move(answer));
+                    } catch (const std::invalid_argument&) {
+                        // A reply that cannot be sent (a bad status or field).
+                        if (!refusal) refusal.emplace();
+                        refusal->status = 500;
+                        conn->reject(500);
+                    }
+                    rearm_driver();
+                    co_await flush(self);
+                    if (failure) co_return failure;
+                    if (refusal) {
+                        const event closed = conn->next_event();
+                        record_close(closed);
+                        co_await finish_transport(self);
+                        co_return to_net_error(error::handshake_rejected);
+                    }
+                    reclaim();
+                    co_return net_error_code{};
+                }
+                if (ev.type == event_type::close) {
+                    record_close(ev);
+                    std::error_code result = ev.ec;
+                    if (on_http && is_plain_http(ev.ec)) {
+                        conn->consume_output(conn->pending_output_size());
+                        co_await serve_http();
+                        result = error::handshake_rejected;
+                    }
+                    co_await finish_transport(self);
+                    if (failure) co_return failure;
+                    co_return to_net_error(result ? result : make_error_code(error::connection_closed));
+                }
+                start_writer(self);
+                if (ev) continue;
+                const net_error_code ec = co_await read_more();
+                if (ec) {
+                    const event closed = poll_event(self, false);
+                    if (closed.type == event_type::close) {
+                        record_close(closed);
+                        fail_transport(ec);
+                        co_return to_net_error(closed.ec);
+                    }
+                    fail_transport(ec);
+                    co_return ec;
+                }
+            }
+        }
+
+        // A request that does not ask for a WebSocket at all: the ones the
+        // core refuses before looking at Upgrade, or for its absence.
+        bool is_plain_http(const std::error_code& ec) const {
+            const bool early = ec == error::bad_method || ec == error::bad_http_version ||
+                               ec == error::missing_host || ec == error::missing_upgrade;
+            return early && !conn->request().http.headers.has_token("Upgrade", "websocket");
+        }
+
+        net::awaitable<void> serve_http() {
+            std::string response;
+            try {
+                const http_reply reply = on_http(conn->request());
+                append_http_response(response, reply.status, reply.body, reply.headers);
+            } catch (const std::invalid_argument&) {
+                response.clear();
+                append_http_response(response, 500);
+            }
+            net_error_code ec;
+            co_await net::async_write(next, net::buffer(response), net::redirect_error(net::use_awaitable, ec));
+            if (ec) fail_transport(ec);
+        }
+
+        net::awaitable<net_error_code> handshake_op(std::shared_ptr<impl> self, client_request_options request,
+                                                   handshake_options extra, bool valid) {
+            if (!valid) co_return to_net_error(std::make_error_code(std::errc::invalid_argument));
+            connection_options settings = options;
+            if (extra.deflate) settings.deflate = extra.deflate;
+            start(role::client, std::move(settings));
+            request.origin = extra.origin;
+            request.subprotocols = extra.subprotocols;
+            request.headers = extra.headers;
+            request.user_agent = extra.user_agent;
+            std::error_code started;
+            try {
+                started = conn->start_handshake(std::move(request));
+            } catch (const std::invalid_argument&) {
+                started = std::make_error_code(std::errc::invalid_argument);
+            }
+            if (started) {
+                conn.reset();
+                co_return to_net_error(started);
+            }
+            start_driver(self);
+            for (;;) {
+                const event ev = poll_event(self);
+                if (ev.type == event_type::response && conn->get_state() == state::open) {
+                    co_await flush(self);
+                    reclaim();
+                    co_return failure;
+                }
+                if (ev.type == event_type::close) {
+                    record_close(ev);
+                    co_await finish_transport(self);
+                    co_return to_net_error(ev.ec ? ev.ec : make_error_code(error::handshake_rejected));
+                }
+                if (ev) continue;
+                const net_error_code ec = co_await read_more();
+                if (ec) co_return co_await after_read_error(self, ec);
+            }
+        }
+
+        // Reads until a message (into *out) or the close; without `out`
+        // messages are dropped (a close waiting for the peer's answer).
+        net::awaitable<net_error_code> read_loop(std::shared_ptr<impl> self, message* out) {
+            for (;;) {
+                const event ev = poll_event(self);
+                switch (ev.type) {
+                case event_type::message:
+                    if (out != nullptr) {
+                        out->text = ev.text;
+                        out->data.assign(reinterpret_cast<const char*>(ev.data.data()), ev.data.size());
+                        if (!writing) reclaim();
+                        co_return net_error_code{};
+                    }
+                    continue;
+                case event_type::ping:
+                case event_type::pong:
+                    if (on_control) on_control(ev.type, ev.data);
+                    continue;
+                case event_type::close:
+                    co_return co_await handle_close(self, ev);
+                case event_type::none:
+                    break;
+                default:
+                    continue;
+                }
+                const net_error_code ec = co_await read_more();
+                if (ec) co_return co_await after_read_error(self, ec);
+            }
+        }
+
+        net::awaitable<net_error_code> read_op(std::shared_ptr<impl> self, message& out) {
+            if (failure) co_return failure;
+            if (!conn || ended || conn->get_state() == state::connecting || conn->get_state() == state::closed)
+                co_return to_net_error(error::connection_closed);
+            if (reading) co_return to_net_error(std::make_error_code(std::errc::operation_in_progress));
+            reading = true;
+            const net_error_code result = co_await read_loop(self, &out);
+            reading = false;
+            wake();
+            co_return result;
+        }
+
+        net::awaitable<net_error_code> write_op(std::shared_ptr<impl> self, bool text, const_bytes data) {
+            for (;;) {
+                if (const net_error_code ec = check_open()) co_return ec;
+                if (queued() <= options.max_pending_output) break;
+                // Backpressure: wait for the queue to drain below the low
+                // water mark.
+                while (queued() > low_water_mark && !check_open()) co_await wait_for_change();
+            }
+            lend();
+            const std::error_code ec = text ? conn->send_text(as_string_view(data)) : conn->send_binary(data);
+            if (ec) co_return to_net_error(ec);
+            start_writer(self);
+            co_return net_error_code{};
+        }
+
+        std::error_code try_write(bool text, const_bytes data) {
+            if (const net_error_code ec = check_open()) return to_std_error(ec);
+            if (queued() > options.max_pending_output) return error::would_block;
+            lend();
+            const std::error_code ec = text ? conn->send_text(as_string_view(data)) : conn->send_binary(data);
+            if (!ec) start_writer(this->shared_from_this());
+            return ec;
+        }
+
+        // Frames made once for many connections (a broadcast): queued as
+        // they are, unless the queue is above `high_water_mark`.
+        std::error_code try_write_prepared(const_bytes frames, std::size_t high_water_mark) {
+            if (const net_error_code ec = check_open()) return to_std_error(ec);
+            if (queued() > high_water_mark) return error::would_block;
+            lend();
+            const std::error_code ec = conn->send_prepared(frames);
+            if (!ec) start_writer(this->shared_from_this());
+            return ec;
+        }
+
+        net::awaitable<net_error_code> ping_op(std::shared_ptr<impl> self, std::vector<std::uint8_t> payload) {
+            if (const net_error_code ec = check_open()) co_return ec;
+            lend();
+            if (const std::error_code ec = conn->send_ping(payload)) co_return to_net_error(ec);
+            start_writer(self);
+            co_return net_error_code{};
+        }
+
+        net::awaitable<net_error_code> close_op(std::shared_ptr<impl> self, close_code code, std::string reason) {
+            if (failure) co_return failure;
+            if (!conn || ended) co_return to_net_error(error::connection_closed);
+            lend();
+            conn->close(code, reason);
+            deadline_timer.cancel(); // the close timeout starts now
+            start_writer(self);
+            if (reading) {
+                while (!ended) co_await wait_for_change();
+            } else {
+                reading = true;
+                co_await read_loop(self, nullptr);
+                reading = false;
+                wake();
+            }
+            if (failure && !status.ec) co_return failure;
+            if (status.ec && status.ec != error::connection_closed) co_return to_net_error(status.ec);
+            co_return net_error_code{};
+        }
+    };
+
+    // Runs `op` (a callable returning awaitable<net_error_code>) on the
+    // layer's executor and completes `token` with its result.
+    template <class CompletionToken, class Op>
+    auto launch(CompletionToken&& token, Op op) {
+        auto initiation = [](auto handler, executor_type executor, Op operation) {
+            auto handler_executor = net::get_associated_executor(handler, executor);
+            net::co_spawn(executor, std::move(operation),
+                          net::bind_executor(handler_executor,
+                                             [handler = std::move(handler)](std::exception_ptr e,
+                                                                            net_error_code ec) mutable {
+                                                 if (e) std::rethrow_exception(e);
+                                                 std::move(handler)(ec);
+                                             }));
+        };
+        return net::async_initiate<CompletionToken, void(net_error_code)>(std::move(initiation), token,
+                                                                          get_executor(), std::move(op));
+    }
+
+    std::shared_ptr<impl> impl_;
+};
+
+} // namespace wsx

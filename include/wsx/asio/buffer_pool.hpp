@@ -1,0 +1,100 @@
+// wsx/asio/buffer_pool.hpp - buffers shared by the connections of a thread.
+//
+// An idle connection needs no buffer (connection::idle()). The adapter takes
+// a connection's buffers back when it goes idle and lends it some again
+// when bytes arrive or a message is sent, so 10,000 idle connections hold
+// no message buffer between them, while a busy thread reuses the same few
+// buffers and allocates nothing in steady state.
+//
+// One pool per thread (thread_buffer_pool()): no lock. A buffer may be lent
+// on one thread and given back on another; it then simply changes pools.
+#pragma once
+
+#include <wsx/connection.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <utility>
+#include <vector>
+
+namespace wsx::detail {
+
+class buffer_pool {
+public:
+    // At most this many buffers of each kind are kept, and none larger than
+    // max_kept_capacity: a burst of large messages does not pin its memory.
+    static constexpr std::size_t max_kept = 64;
+    static constexpr std::size_t max_kept_capacity = 256 * 1024;
+
+    buffer_pool() {
+        inputs_.reserve(max_kept);
+        messages_.reserve(max_kept);
+        outputs_.reserve(max_kept);
+        scratches_.reserve(max_kept);
+        writes_.reserve(max_kept);
+    }
+
+    // Gives `c` a buffer of each kind it lacks.
+    void lend(connection& c) {
+        connection::buffer_set set;
+        take(inputs_, set.input);
+        take(messages_, set.message);
+        take(outputs_, set.output);
+        take(scratches_, set.scratch);
+        c.adopt_buffers(set);
+        put(inputs_, set.input);
+        put(messages_, set.message);
+        put(outputs_, set.output);
+        put(scratches_, set.scratch);
+    }
+
+    // Takes `c`'s buffers back if it is idle; returns whether it did.
+    bool reclaim(connection& c) {
+        connection::buffer_set set;
+        if (!c.release_buffers(set)) return false;
+        put(inputs_, set.input);
+        put(messages_, set.message);
+        put(outputs_, set.output);
+        put(scratches_, set.scratch);
+        return true;
+    }
+
+    // The adapter's own write buffer.
+    std::vector<std::uint8_t> take_write_buffer() {
+        std::vector<std::uint8_t> v;
+        take(writes_, v);
+        return v;
+    }
+    void give_back_write_buffer(std::vector<std::uint8_t>& v) { put(writes_, v); }
+
+    std::size_t kept() const noexcept {
+        return inputs_.size() + messages_.size() + outputs_.size() + scratches_.size() + writes_.size();
+    }
+
+private:
+    template <class Vector>
+    static void take(std::vector<Vector>& from, Vector& into) noexcept {
+        if (from.empty()) return;
+        into = std::move(from.back());
+        from.pop_back();
+    }
+    template <class Vector>
+    static void put(std::vector<Vector>& into, Vector& v) {
+        if (v.capacity() == 0) return;
+        if (v.capacity() <= max_kept_capacity && into.size() < max_kept) into.push_back(std::move(v));
+        Vector().swap(v); // freed unless kept
+    }
+
+    std::vector<decltype(connection::buffer_set::input)> inputs_;
+    std::vector<decltype(connection::buffer_set::message)> messages_;
+    std::vector<decltype(connection::buffer_set::output)> outputs_;
+    std::vector<decltype(connection::buffer_set::scratch)> scratches_;
+    std::vector<std::vector<std::uint8_t>> writes_;
+};
+
+inline buffer_pool& thread_buffer_pool() {
+    thread_local buffer_pool pool;
+    return pool;
+}
+
+} // namespace wsx::detail
