@@ -843,3 +843,24 @@ TEST_CASE("limits: the message size limit counts each message on its own") {
         CHECK(events[3].data.size() == 1000);
     }
 }
+
+TEST_CASE("take_output hands the pending bytes over and keeps queueing") {
+    test::connection_pair p;
+    REQUIRE_FALSE(p.server.send_text("one"));
+    p.server.consume_output(1); // a writer that wrote one byte
+    std::vector<std::uint8_t> taken{9, 9, 9, 9, 9, 9, 9, 9};
+    p.server.take_output(taken);
+    CHECK(taken == bytes{0x03, 'o', 'n', 'e'});
+    CHECK(p.server.pending_output_size() == 0);
+    REQUIRE_FALSE(p.server.send_text("two"));
+    std::vector<std::uint8_t> again;
+    p.server.take_output(again);
+    CHECK(again == bytes{0x81, 0x03, 't', 'w', 'o'});
+    taken.insert(taken.begin(), 0x81);
+    p.client.receive(taken);
+    p.client.receive(again);
+    auto events = test::collect(p.client);
+    REQUIRE(events.size() == 2);
+    CHECK(events[0].data == "one");
+    CHECK(events[1].data == "two");
+}

@@ -213,6 +213,11 @@ public:
     // Fills up to `max` buffers (for writev / buffer sequences); returns how many.
     std::size_t pending_output(const_bytes* buffers, std::size_t max) const noexcept;
     std::size_t pending_output_size() const noexcept { return out_size_; }
+    // Hands every pending byte over without copying: `into` receives the
+    // output buffer (sized to the pending bytes) and its old storage becomes
+    // the connection's. For writers that keep the bytes while the
+    // connection goes on queueing (pongs, other writers' frames).
+    void take_output(std::vector<std::uint8_t>& into);
     void consume_output(std::size_t n) noexcept;
     // True once the transport should be shut down (after writing the output):
     // the connection failed, or the closing handshake is over (RFC 6455
@@ -603,8 +608,15 @@ inline void connection::set_open(std::optional<deflate_params> deflate) {
 
 // Makes room for n more bytes of output; returns where they go.
 inline std::uint8_t* connection::append_output(std::size_t n) {
-    // Start over at the front once everything was written, so the buffer does not creep.
+    // Start over at the front once everything was written, and move what is
+    // left there before growing, so the buffer does not creep while a slow
+    // writer never quite catches up.
     if (out_size_ == 0) out_read_ = out_end_ = 0;
+    if (out_.size() - out_end_ < n && out_read_ > 0) {
+        std::memmove(out_.data(), out_.data() + out_read_, out_size_);
+        out_read_ = 0;
+        out_end_ = out_size_;
+    }
     if (out_.size() - out_end_ < n) out_.resize(out_end_ + n);
     std::uint8_t* at = out_.data() + out_end_;
     out_end_ += n;
@@ -923,6 +935,15 @@ inline std::size_t connection::pending_output(const_bytes* buffers, std::size_t 
     if (max == 0 || out_size_ == 0) return 0;
     buffers[0] = pending_output();
     return 1;
+}
+
+inline void connection::take_output(std::vector<std::uint8_t>& into) {
+    if (out_read_ > 0) std::memmove(out_.data(), out_.data() + out_read_, out_size_);
+    // Swapping and then shrinking `into` fills nothing: both buffers keep
+    // their initialised bytes for the next round.
+    std::swap(into, out_);
+    into.resize(out_size_);
+    out_read_ = out_end_ = out_size_ = 0;
 }
 
 inline void connection::consume_output(std::size_t n) noexcept {

@@ -395,9 +395,6 @@ private:
         bool closing_transport = false;
         bool transport_closed = false;
 
-        // The largest write handed to the layer at once.
-        static constexpr std::size_t max_write = 1024 * 1024;
-
         std::size_t queued() const noexcept { return (conn ? conn->pending_output_size() : 0) + in_flight; }
         void wake() { signal.cancel(); }
 
@@ -474,11 +471,10 @@ private:
             if (write_buffer.capacity() == 0) write_buffer = detail::thread_buffer_pool().take_write_buffer();
             while (!failure && !transport_closed && conn->pending_output_size() > 0) {
                 // The connection may queue more (pongs, other writers' frames)
-                // while this write is in flight, so the bytes move out first.
-                const const_bytes out = conn->pending_output();
-                const std::size_t n = std::min(out.size(), max_write);
-                write_buffer.assign(out.data(), out.data() + n);
-                conn->consume_output(n);
+                // while this write is in flight, so the bytes move out first:
+                // by swapping buffers, not by copying.
+                conn->take_output(write_buffer);
+                const std::size_t n = write_buffer.size();
                 in_flight = n;
                 net_error_code ec;
                 co_await net::async_write(next, net::buffer(write_buffer.data(), n),
