@@ -194,9 +194,22 @@ net::awaitable<void> echo(std::shared_ptr<wsx::async_stream<Layer>> ws, const se
         return reply;
     });
 
+    // Registered before the handshake, so that a shutdown also ends
+    // connections that are still opening (they are dropped, not closed).
+    const std::uint64_t id = registry.add([weak = std::weak_ptr<wsx::async_stream<Layer>>(ws)] {
+        if (auto stream = weak.lock()) {
+            net::post(stream->get_executor(), [stream] {
+                if (stream->is_open())
+                    stream->async_close(wsx::close_code::going_away, "server shutting down", net::detached);
+                else
+                    stream->abort();
+            });
+        }
+    });
     wsx::net_error_code ec;
     co_await ws->async_accept(net::redirect_error(net::use_awaitable, ec));
     if (ec) {
+        registry.remove(id);
         if (wsx::to_std_error(ec) != wsx::error::handshake_rejected)
             std::fprintf(stderr, "%s refused: %s\n", peer.c_str(), ec.message().c_str());
         co_return;
@@ -205,13 +218,6 @@ net::awaitable<void> echo(std::shared_ptr<wsx::async_stream<Layer>> ws, const se
     std::fprintf(stderr, "%s open %s%s\n", peer.c_str(), path.c_str(),
                  ws->deflate_enabled() ? " (permessage-deflate)" : "");
 
-    const std::uint64_t id = registry.add([weak = std::weak_ptr<wsx::async_stream<Layer>>(ws)] {
-        if (auto stream = weak.lock()) {
-            net::post(stream->get_executor(), [stream] {
-                stream->async_close(wsx::close_code::going_away, "server shutting down", net::detached);
-            });
-        }
-    });
     wsx::message message;
     for (;;) {
         co_await ws->async_read(message, net::redirect_error(net::use_awaitable, ec));

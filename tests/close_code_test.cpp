@@ -2,6 +2,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <cstdint>
@@ -13,8 +14,12 @@ namespace {
 using bytes = std::vector<std::uint8_t>;
 
 bytes payload(std::uint16_t code, const std::string& reason = {}) {
-    bytes out{static_cast<std::uint8_t>(code >> 8), static_cast<std::uint8_t>(code & 0xff)};
-    out.insert(out.end(), reason.begin(), reason.end());
+    // Sized once and filled in place (GCC 12 at -O2 mistakes an insert into a
+    // two-byte vector for an out-of-bounds copy).
+    bytes out(2 + reason.size());
+    out[0] = static_cast<std::uint8_t>(code >> 8);
+    out[1] = static_cast<std::uint8_t>(code & 0xff);
+    std::copy(reason.begin(), reason.end(), out.begin() + 2);
     return out;
 }
 

@@ -864,3 +864,30 @@ TEST_CASE("take_output hands the pending bytes over and keeps queueing") {
     CHECK(events[0].data == "one");
     CHECK(events[1].data == "two");
 }
+
+TEST_CASE("an incompressible message of exactly the size limit gets through compressed") {
+    auto o = test::fixed_options();
+    o.max_message_size = 100000;
+    o.max_frame_size = 100000;
+    o.deflate.emplace();
+    o.deflate->compress_threshold = 0;
+    test::connection_pair p(o, deflate_params{});
+    bytes noise(100000);
+    std::mt19937 rng(7);
+    for (auto& b : noise) b = static_cast<std::uint8_t>(rng());
+    REQUIRE_FALSE(p.client.send_binary(noise));
+    const bytes wire = test::drain(p.client);
+    CHECK(wire.size() > noise.size() + 8); // the compressed frame is larger than the limit
+    auto events = test::feed(p.server, wire, chunking::whole);
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].type == event_type::message);
+    CHECK(events[0].data.size() == noise.size());
+    // One byte more is still refused, once inflated.
+    bytes more(100001);
+    for (auto& b : more) b = static_cast<std::uint8_t>(rng());
+    REQUIRE_FALSE(p.client.send_binary(more));
+    events = test::transfer(p.client, p.server, chunking::whole);
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].ec);
+    CHECK(events[0].code == close_code::message_too_big);
+}

@@ -281,6 +281,13 @@ private:
     void abandon(std::error_code ec, close_code code = close_code::abnormal);
 
     static close_code close_code_for(std::error_code ec) noexcept;
+    // The most n bytes can grow to as raw DEFLATE from any zlib settings: a
+    // small memLevel makes stored blocks as short as a few hundred bytes, each
+    // with a 5-byte header (the shape of zlib's own conservative deflateBound).
+    static constexpr std::size_t deflate_bound(std::size_t n) noexcept {
+        const std::size_t grown = n + (n >> 5) + (n >> 7) + (n >> 11) + 64;
+        return grown < n ? n : grown;
+    }
 
     role role_;
     state state_ = state::connecting;
@@ -434,7 +441,12 @@ inline event connection::next_event() {
         if (parsed.status == parse_status::error) return fail(parsed.ec, close_code_for(parsed.ec));
         if (parsed.status == parse_status::complete) {
             // Limits are checked on the header, before any payload is stored.
-            if (!is_control(h.op) && h.payload_length > options_.max_frame_size)
+            // A compressed frame may be a little larger than what it inflates
+            // to (incompressible data), so it gets DEFLATE's worst-case growth
+            // on top: a message of exactly the limit still gets through.
+            const bool compressed = (h.rsv & rsv1_bit) || (in_message_ && message_compressed_ && h.op == opcode::continuation);
+            const std::size_t frame_limit = compressed ? deflate_bound(options_.max_frame_size) : options_.max_frame_size;
+            if (!is_control(h.op) && h.payload_length > frame_limit)
                 return fail(error::frame_too_big, close_code::message_too_big);
             // Only a continuation adds to the bytes already received; a
             // message that ended counts nothing against the next one.
