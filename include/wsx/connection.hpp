@@ -150,6 +150,9 @@ public:
         if (state_ == state::closed) close_transport_ = true;
     }
 
+    // Bytes received but not turned into events yet.
+    std::size_t buffered_input() const noexcept { return in_end_ - in_read_; }
+
     // How many bytes a read should ask for: the rest of the frame being
     // received when it is large, else a comfortable default.
     std::size_t read_size_hint() const noexcept {

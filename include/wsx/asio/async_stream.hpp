@@ -466,8 +466,13 @@ private:
         // keep_alive holds this object while the coroutine runs.
         net::awaitable<void> writer([[maybe_unused]] std::shared_ptr<impl> keep_alive) {
             // Let whatever else runs now queue its frames too: they leave
-            // together, in one write.
+            // together, in one write. Until the reader waits on the layer
+            // again, the application may still be answering messages that
+            // were read already (an echo answers each): give it a bounded
+            // number of turns to queue those answers too.
             co_await net::post(next.get_executor(), net::use_awaitable);
+            for (int turn = 0; turn < 64 && conn && !read_pending; ++turn)
+                co_await net::post(next.get_executor(), net::use_awaitable);
             if (write_buffer.capacity() == 0) write_buffer = detail::thread_buffer_pool().take_write_buffer();
             while (!failure && !transport_closed && conn->pending_output_size() > 0) {
                 // The connection may queue more (pongs, other writers' frames)
