@@ -389,6 +389,7 @@ private:
         std::size_t in_flight = 0;
         bool writing = false;       // the internal writer runs
         bool reading = false;       // a read (or close's wait) runs
+        bool message_in_hand = false; // a read delivered a message; no read since
         bool read_pending = false;  // a read_some is pending on the layer
         bool driver_running = false;
         bool ended = false;         // the connection is over
@@ -466,12 +467,15 @@ private:
         // keep_alive holds this object while the coroutine runs.
         net::awaitable<void> writer([[maybe_unused]] std::shared_ptr<impl> keep_alive) {
             // Let whatever else runs now queue its frames too: they leave
-            // together, in one write. Until the reader waits on the layer
-            // again, the application may still be answering messages that
-            // were read already (an echo answers each): give it a bounded
-            // number of turns to queue those answers too.
+            // together, in one write. While the application holds a message
+            // it was just handed, or more were read and wait to be handed
+            // out (an echo answers each), give it a bounded number of turns
+            // to queue those answers too; once it reads again, or has
+            // nothing to answer (a handshake, a feed that only writes),
+            // write at once.
             co_await net::post(next.get_executor(), net::use_awaitable);
-            for (int turn = 0; turn < 64 && conn && !read_pending; ++turn)
+            for (int turn = 0;
+                 turn < 64 && conn && !read_pending && (message_in_hand || conn->buffered_input() > 0); ++turn)
                 co_await net::post(next.get_executor(), net::use_awaitable);
             if (write_buffer.capacity() == 0) write_buffer = detail::thread_buffer_pool().take_write_buffer();
             while (!failure && !transport_closed && conn->pending_output_size() > 0) {
@@ -793,8 +797,10 @@ private:
                 co_return to_net_error(error::connection_closed);
             if (reading) co_return to_net_error(std::make_error_code(std::errc::operation_in_progress));
             reading = true;
+            message_in_hand = false;
             const net_error_code result = co_await read_loop(self, &out);
             reading = false;
+            message_in_hand = !result;
             wake();
             co_return result;
         }
