@@ -243,7 +243,10 @@ public:
     // bytes arrive (adopt_buffers): idle connections then hold none, and a
     // pool of buffers keeps steady state free of allocation.
     struct buffer_set;
-    bool idle() const noexcept { return in_read_ == in_end_ && !in_message_ && out_size_ == 0 && !pong_owed_; }
+    bool idle() const noexcept { return input_idle() && out_size_ == 0 && !pong_owed_; }
+    // Nothing unread and no message half received: the input side needs no
+    // buffer until bytes arrive.
+    bool input_idle() const noexcept { return in_read_ == in_end_ && !in_message_; }
     // Moves every buffer (capacity kept, contents dropped) into `into` when
     // idle(); returns false and changes nothing otherwise.
     bool release_buffers(buffer_set& into) noexcept;

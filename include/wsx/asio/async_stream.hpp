@@ -214,8 +214,13 @@ public:
 
     // Limits, timers and deflate for the next accept or handshake. Messages
     // are always delivered whole: `streaming` is ignored.
-    void set_options(connection_options options) { impl_->options = std::move(options); }
-    const connection_options& options() const noexcept { return impl_->options; }
+    void set_options(connection_options options) {
+        impl_->next_options = std::make_unique<connection_options>(std::move(options));
+    }
+    // The options of the next accept or handshake, else of the connection.
+    const connection_options& options() const noexcept {
+        return impl_->next_options ? *impl_->next_options : impl_->active_options();
+    }
     // The send queue's low water mark (the high one is max_pending_output).
     void set_low_water_mark(std::size_t bytes) noexcept { impl_->low_water_mark = bytes; }
     std::size_t low_water_mark() const noexcept { return impl_->low_water_mark; }
@@ -369,14 +374,17 @@ private:
     struct impl : std::enable_shared_from_this<impl> {
         template <class... Args>
         explicit impl(Args&&... args)
-            : next(std::forward<Args>(args)...), deadline_timer(next.get_executor()), signal(next.get_executor()) {
-            signal.expires_at(net::steady_timer::time_point::max());
-        }
+            : next(std::forward<Args>(args)...), deadline_timer(next.get_executor()) {}
 
         NextLayer next;
         net::steady_timer deadline_timer; // follows connection::next_deadline()
-        net::steady_timer signal;         // a condition variable: cancelled on every change
-        connection_options options;
+        // A condition variable, cancelled on every change; it exists only
+        // while someone waits (an idle connection has none).
+        std::unique_ptr<net::steady_timer> signal;
+        std::size_t signal_waiters = 0;
+        // Options for the next accept or handshake (set_options); once one
+        // starts they move into the connection (one copy per connection).
+        std::unique_ptr<connection_options> next_options;
         std::size_t low_water_mark = 256 * 1024;
         std::optional<wsx::connection> conn;
         control_callback on_control;
@@ -390,14 +398,32 @@ private:
         bool writing = false;       // the internal writer runs
         bool reading = false;       // a read (or close's wait) runs
         bool message_in_hand = false; // a read delivered a message; no read since
-        bool read_pending = false;  // a read_some is pending on the layer
+        bool read_pending = false;  // a read (or a wait for bytes) is pending on the layer
+        bool reading_into_buffer = false; // that read fills the connection's input buffer
         bool driver_running = false;
         bool ended = false;         // the connection is over
         bool closing_transport = false;
         bool transport_closed = false;
 
         std::size_t queued() const noexcept { return (conn ? conn->pending_output_size() : 0) + in_flight; }
-        void wake() { signal.cancel(); }
+        void wake() {
+            if (signal) signal->cancel();
+        }
+
+        const connection_options& active_options() const noexcept {
+            static const connection_options defaults;
+            return conn ? conn->options() : defaults;
+        }
+        // The options to start a connection with: the ones set last, else
+        // the previous connection's.
+        connection_options take_options() {
+            if (next_options) {
+                connection_options settings = std::move(*next_options);
+                next_options.reset();
+                return settings;
+            }
+            return active_options();
+        }
 
         // Buffers come from the thread's pool when the connection needs them
         // and go back when it is idle (wsx/asio/buffer_pool.hpp).
@@ -405,12 +431,18 @@ private:
             if (conn) detail::thread_buffer_pool().lend(*conn);
         }
         void reclaim() {
-            if (conn && !read_pending) detail::thread_buffer_pool().reclaim(*conn);
+            if (conn && !reading_into_buffer) detail::thread_buffer_pool().reclaim(*conn);
         }
 
         net::awaitable<void> wait_for_change() {
+            if (!signal) {
+                signal = std::make_unique<net::steady_timer>(next.get_executor());
+                signal->expires_at(net::steady_timer::time_point::max());
+            }
+            ++signal_waiters;
             net_error_code ignored;
-            co_await signal.async_wait(net::redirect_error(net::use_awaitable, ignored));
+            co_await signal->async_wait(net::redirect_error(net::use_awaitable, ignored));
+            if (--signal_waiters == 0) signal.reset();
         }
 
         // The object that owned us is gone (or replaced): stop everything.
@@ -436,25 +468,37 @@ private:
         void start_driver(std::shared_ptr<impl> self) {
             if (driver_running) return;
             driver_running = true;
-            net::co_spawn(next.get_executor(), driver(std::move(self)), net::detached);
+            arm_driver(std::move(self));
         }
 
         // Ticks the connection at each deadline it names: open and close
-        // timeouts, keepalive pings and their pong timeout.
-        net::awaitable<void> driver(std::shared_ptr<impl> self) {
-            while (!ended && conn) {
-                const std::optional<time_point> deadline = conn->next_deadline();
-                deadline_timer.expires_at(deadline ? *deadline : net::steady_timer::time_point::max());
-                net_error_code ec;
-                co_await deadline_timer.async_wait(net::redirect_error(net::use_awaitable, ec));
-                if (ended || !conn) break;
-                lend();
-                conn->tick(clock_type::now());
-                start_writer(self);
-                if (conn->should_close_transport()) co_await finish_transport(self);
-                if (!writing) reclaim();
+        // timeouts, keepalive pings and their pong timeout. A callback rather
+        // than a coroutine: an idle connection keeps only the timer's wait.
+        // rearm_driver() cancels the wait; the callback then arms it again.
+        void arm_driver(std::shared_ptr<impl> self) {
+            if (ended || !conn) {
+                driver_running = false;
+                return;
             }
-            driver_running = false;
+            const std::optional<time_point> deadline = conn->next_deadline();
+            deadline_timer.expires_at(deadline ? *deadline : net::steady_timer::time_point::max());
+            deadline_timer.async_wait([self = std::move(self)](const net_error_code&) mutable {
+                impl& me = *self;
+                if (me.ended || !me.conn) {
+                    me.driver_running = false;
+                    return;
+                }
+                me.lend();
+                me.conn->tick(clock_type::now());
+                me.start_writer(self);
+                if (me.conn->should_close_transport()) {
+                    me.driver_running = false;
+                    net::co_spawn(me.next.get_executor(), me.finish_transport(self), net::detached);
+                    return;
+                }
+                if (!me.writing) me.reclaim();
+                me.arm_driver(std::move(self));
+            });
         }
 
         void start_writer(const std::shared_ptr<impl>& self) {
@@ -530,7 +574,8 @@ private:
                 co_return;
             }
             closing_transport = true;
-            const duration limit = options.close_timeout.count() > 0 ? options.close_timeout : duration(10000);
+            const duration close_timeout = active_options().close_timeout;
+            const duration limit = close_timeout.count() > 0 ? close_timeout : duration(10000);
             if (writing || (conn && conn->pending_output_size() > 0)) {
                 net::steady_timer guard(next.get_executor());
                 guard.expires_after(limit);
@@ -567,30 +612,45 @@ private:
 
         // Reads from the layer straight into the connection's buffer.
         net::awaitable<net_error_code> read_more() {
+            net_error_code ec;
             if constexpr (detail::is_plain_socket<next_layer_type>::value) {
-                if (conn->idle()) {
-                    // Nothing half read: wait for bytes holding no buffer.
-                    reclaim();
-                    net_error_code ec;
-                    read_pending = true;
+                if (wait_before_read()) {
                     co_await next.async_wait(net::socket_base::wait_read, net::redirect_error(net::use_awaitable, ec));
                     read_pending = false;
                     if (ec) co_return ec;
                 }
             }
-            lend();
-            const mutable_bytes area = conn->prepare(conn->read_size_hint());
-            net_error_code ec;
-            read_pending = true;
+            const mutable_bytes area = begin_read();
             const std::size_t n = co_await next.async_read_some(net::buffer(area.data(), area.size()),
                                                                 net::redirect_error(net::use_awaitable, ec));
+            co_return end_read(n, ec);
+        }
+
+        // A read in three steps (read_loop inlines them to keep idle
+        // connections one coroutine frame lighter). First: with nothing half
+        // read on a plain socket, wait for bytes holding no buffer (the
+        // writer gives the rest back once it is done).
+        bool wait_before_read() {
+            if (!conn->input_idle()) return false;
+            reclaim();
+            read_pending = true;
+            return true;
+        }
+        mutable_bytes begin_read() {
+            lend();
+            read_pending = true;
+            reading_into_buffer = true;
+            return conn->prepare(conn->read_size_hint());
+        }
+        net_error_code end_read(std::size_t n, net_error_code ec) {
             read_pending = false;
+            reading_into_buffer = false;
             conn->commit(n);
             if (ec && teardown_type::is_end_of_stream(ec)) {
                 conn->receive_eof();
                 ec = {};
             }
-            co_return ec;
+            return ec;
         }
 
         // After a failed read: the connection's own close event when it
@@ -641,7 +701,7 @@ private:
         // ---- operations ------------------------------------------------------
 
         net::awaitable<net_error_code> accept_op(std::shared_ptr<impl> self) {
-            start(role::server, options);
+            start(role::server, take_options());
             start_driver(self);
             for (;;) {
                 // Nothing leaves before the answer is chosen: a plain HTTP
@@ -725,7 +785,7 @@ private:
         net::awaitable<net_error_code> handshake_op(std::shared_ptr<impl> self, client_request_options request,
                                                    handshake_options extra, bool valid) {
             if (!valid) co_return to_net_error(std::make_error_code(std::errc::invalid_argument));
-            connection_options settings = options;
+            connection_options settings = take_options();
             if (extra.deflate) settings.deflate = extra.deflate;
             start(role::client, std::move(settings));
             request.origin = extra.origin;
@@ -763,7 +823,25 @@ private:
 
         // Reads until a message (into *out) or the close; without `out`
         // messages are dropped (a close waiting for the peer's answer).
+        // With `out`, a read_op: checks first and marks the stream as reading.
         net::awaitable<net_error_code> read_loop(std::shared_ptr<impl> self, message* out) {
+            if (out != nullptr) {
+                if (failure) co_return failure;
+                if (!conn || ended || conn->get_state() == state::connecting || conn->get_state() == state::closed)
+                    co_return to_net_error(error::connection_closed);
+                if (reading) co_return to_net_error(std::make_error_code(std::errc::operation_in_progress));
+                reading = true;
+                message_in_hand = false;
+            }
+            struct done_reading {
+                impl* me;
+                bool active;
+                ~done_reading() {
+                    if (!active) return;
+                    me->reading = false;
+                    me->wake();
+                }
+            } guard{this, out != nullptr};
             for (;;) {
                 const event ev = poll_event(self);
                 switch (ev.type) {
@@ -772,6 +850,7 @@ private:
                         out->text = ev.text;
                         out->data.assign(reinterpret_cast<const char*>(ev.data.data()), ev.data.size());
                         if (!writing) reclaim();
+                        message_in_hand = true;
                         co_return net_error_code{};
                     }
                     continue;
@@ -786,29 +865,31 @@ private:
                 default:
                     continue;
                 }
-                const net_error_code ec = co_await read_more();
+                net_error_code ec;
+                if constexpr (detail::is_plain_socket<next_layer_type>::value) {
+                    if (wait_before_read()) {
+                        co_await next.async_wait(net::socket_base::wait_read, net::redirect_error(net::use_awaitable, ec));
+                        read_pending = false;
+                    }
+                }
+                if (!ec) {
+                    const mutable_bytes area = begin_read();
+                    const std::size_t n = co_await next.async_read_some(net::buffer(area.data(), area.size()),
+                                                                        net::redirect_error(net::use_awaitable, ec));
+                    ec = end_read(n, ec);
+                }
                 if (ec) co_return co_await after_read_error(self, ec);
             }
         }
 
         net::awaitable<net_error_code> read_op(std::shared_ptr<impl> self, message& out) {
-            if (failure) co_return failure;
-            if (!conn || ended || conn->get_state() == state::connecting || conn->get_state() == state::closed)
-                co_return to_net_error(error::connection_closed);
-            if (reading) co_return to_net_error(std::make_error_code(std::errc::operation_in_progress));
-            reading = true;
-            message_in_hand = false;
-            const net_error_code result = co_await read_loop(self, &out);
-            reading = false;
-            message_in_hand = !result;
-            wake();
-            co_return result;
+            return read_loop(std::move(self), &out);
         }
 
         net::awaitable<net_error_code> write_op(std::shared_ptr<impl> self, bool text, const_bytes data) {
             for (;;) {
                 if (const net_error_code ec = check_open()) co_return ec;
-                if (queued() <= options.max_pending_output) break;
+                if (queued() <= active_options().max_pending_output) break;
                 // Backpressure: wait for the queue to drain below the low
                 // water mark.
                 while (queued() > low_water_mark && !check_open()) co_await wait_for_change();
@@ -822,7 +903,7 @@ private:
 
         std::error_code try_write(bool text, const_bytes data) {
             if (const net_error_code ec = check_open()) return to_std_error(ec);
-            if (queued() > options.max_pending_output) return error::would_block;
+            if (queued() > active_options().max_pending_output) return error::would_block;
             lend();
             const std::error_code ec = text ? conn->send_text(as_string_view(data)) : conn->send_binary(data);
             if (!ec) start_writer(this->shared_from_this());
@@ -852,6 +933,8 @@ private:
             if (failure) co_return failure;
             if (!conn || ended) co_return to_net_error(error::connection_closed);
             lend();
+            // The close timeout counts from now, not from the last tick.
+            conn->tick(clock_type::now());
             conn->close(code, reason);
             deadline_timer.cancel(); // the close timeout starts now
             start_writer(self);

@@ -1,0 +1,605 @@
+// wsx/asio/server.hpp - serve(handler, host, port, options): a WebSocket
+// server, one coroutine per connection.
+//
+//   net::awaitable<void> echo(wsx::websocket ws) {
+//       while (auto message = co_await ws.receive()) co_await ws.send(*message);
+//   }
+//   wsx::server server = wsx::serve(echo, "127.0.0.1", 8765);
+//   server.wait();                       // or server.stop() from elsewhere
+//
+// serve() listens, accepts, runs the opening handshake (TLS first for
+// wss://), and calls the handler with each open websocket on a coroutine of
+// its own. When the handler returns the connection is closed with 1000; when
+// it throws, with 1011 (a connection_closed exception just ends it).
+//
+// Before accepting, every request - an upgrade or a plain HTTP request such
+// as a health check - goes through these steps, each of which may answer it
+// with an HTTP response instead:
+//   1. beyond max_connections: 503 with Retry-After;
+//   2. process_request(request, answer): a reply to send (200 for a health
+//      check, 401 with WWW-Authenticate, a redirect...) or nullopt to go on;
+//      `answer` takes extra response headers (Set-Cookie) and a subprotocol;
+//   3. a plain HTTP request that got no reply: 426 Upgrade Required;
+//   4. the core's checks: 400, 426 + Sec-WebSocket-Version, 403 for an
+//      Origin not in connection.origins;
+//   5. the subprotocol: select_subprotocol(request), or else the first one
+//      the client offers that is in `subprotocols`; none is not an error.
+//
+// Threads: serve(handler, host, port, options) runs its own io_context on
+// options.threads threads; serve(executor, ...) runs on yours (run it
+// yourself). With more than one thread each connection gets a strand, so a
+// handler and everything on its connection never run at once.
+//
+// stop(): stop accepting, close every client with 1001 "going away", wait
+// up to shutdown_timeout for the handlers to end, then drop what is left.
+#pragma once
+
+#include <wsx/asio/async_stream.hpp>
+#include <wsx/asio/config.hpp>
+#include <wsx/asio/ssl.hpp>
+#include <wsx/asio/websocket.hpp>
+#include <wsx/connection.hpp>
+#include <wsx/error.hpp>
+#include <wsx/handshake.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace wsx {
+
+// Server: inspects a request before it is accepted (see the steps above).
+using process_request_handler = std::function<std::optional<http_reply>(const server_request& request,
+                                                                        accept_options& answer)>;
+
+struct server_options {
+    // Limits (max_message_size, max_pending_output...), timers (open_timeout,
+    // close_timeout, ping_interval, ping_timeout), origins, and deflate
+    // (permessage-deflate with its parameters) for every connection.
+    connection_options connection;
+    // wss://: a server context with its certificate and key (not owned
+    // beyond this pointer: keep it alive as long as the server).
+    std::shared_ptr<net::ssl::context> tls;
+    std::vector<std::string> subprotocols; // supported, in no particular order
+    // Picks the subprotocol instead (wsx::subprotocol_selector: empty for
+    // none, or one the request offers).
+    subprotocol_selector select_subprotocol;
+    process_request_handler process_request;
+    // Open connections (handshaking or open) beyond which a request is
+    // answered 503 Service Unavailable with Retry-After; 0: no limit.
+    std::size_t max_connections = 0;
+    std::chrono::seconds retry_after{5};
+    // Threads that run the io_context: serve() without an executor starts
+    // this many; with your executor, say how many of yours run it. Above 1
+    // each connection gets a strand (its handler and I/O never run at once);
+    // at 1 none is needed, and broadcast() reaches every connection at once.
+    unsigned threads = 1;
+    // How long stop() waits for handlers to end after closing with 1001.
+    duration shutdown_timeout{10000};
+    // The send queue's low water mark (the high one is connection.max_pending_output).
+    std::size_t low_water_mark = 256 * 1024;
+    bool reuse_address = true;
+    int backlog = net::socket_base::max_listen_connections;
+    // Opens, closes, refusals and handler errors; silent when empty.
+    log_handler log;
+};
+
+using connection_handler = std::function<net::awaitable<void>(websocket)>;
+
+namespace detail {
+
+inline std::string endpoint_text(const net::ip::tcp::endpoint& endpoint) {
+    const net::ip::address address = endpoint.address();
+    std::string text = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+    return text + ":" + std::to_string(endpoint.port());
+}
+
+class server_state : public std::enable_shared_from_this<server_state> {
+public:
+    server_state(net::any_io_executor executor, connection_handler handler, server_options options, bool use_strands)
+        : executor_(executor), acceptor_strand_(net::make_strand(executor)), acceptor_(acceptor_strand_),
+          done_timer_(acceptor_strand_), handler_(std::move(handler)), options_(std::move(options)),
+          use_strands_(use_strands) {
+        options_.connection.streaming = false;
+        done_timer_.expires_at(net::steady_timer::time_point::max());
+    }
+
+    void listen(const std::string& host, std::uint16_t port) {
+        const net::ip::tcp::endpoint endpoint(net::ip::make_address(host), port);
+        acceptor_.open(endpoint.protocol());
+        if (options_.reuse_address) acceptor_.set_option(net::socket_base::reuse_address(true));
+        acceptor_.bind(endpoint);
+        acceptor_.listen(options_.backlog);
+        local_ = acceptor_.local_endpoint();
+        net::co_spawn(acceptor_strand_, accept_loop(shared_from_this()), net::detached);
+    }
+
+    net::ip::tcp::endpoint local_endpoint() const { return local_; }
+    std::size_t connections() const noexcept { return active_.load(); }
+    const server_options& options() const noexcept { return options_; }
+    bool stopping() const noexcept { return stopping_.load(); }
+
+    // Graceful stop, on the acceptor's strand; completes when every session
+    // ended (or was dropped after the timeout).
+    net::awaitable<void> stop(std::shared_ptr<server_state> self) {
+        co_await net::dispatch(acceptor_strand_, net::use_awaitable);
+        if (!stopping_.exchange(true)) {
+            net_error_code ignored;
+            acceptor_.close(ignored);
+            log(log_level::info, "stopping: closing " + std::to_string(active_.load()) + " connection(s)");
+            for_each_session([](const std::shared_ptr<websocket_backend>& b, bool open) {
+                if (open) {
+                    net::post(b->executor(), [b] { b->start_close(close_code::going_away, "server shutting down"); });
+                } else {
+                    net::post(b->executor(), [b] { b->abort(); });
+                }
+            });
+        }
+        const auto deadline = std::chrono::steady_clock::now() + options_.shutdown_timeout;
+        bool dropped = false;
+        for (;;) {
+            if (sessions_left() == 0) break;
+            if (std::chrono::steady_clock::now() >= deadline) {
+                if (dropped) break; // a handler that ignores the end of its connection
+                dropped = true;
+                log(log_level::warning, "shutdown timeout: dropping " + std::to_string(sessions_left()) + " connection(s)");
+                for_each_session([](const std::shared_ptr<websocket_backend>& b, bool) {
+                    net::post(b->executor(), [b] { b->abort(); });
+                });
+                // Give the handlers a moment to see their connection end.
+                done_timer_.expires_after(std::chrono::milliseconds(500));
+            } else {
+                done_timer_.expires_at(deadline);
+            }
+            net_error_code ec;
+            co_await done_timer_.async_wait(net::redirect_error(net::use_awaitable, ec));
+        }
+        {
+            std::lock_guard<std::mutex> lock(stop_mutex_);
+            stopped_ = true;
+        }
+        stop_cv_.notify_all();
+        (void)self;
+    }
+
+    // Blocks until a stop() is over.
+    void wait_stopped() {
+        std::unique_lock<std::mutex> lock(stop_mutex_);
+        stop_cv_.wait(lock, [this] { return stopped_; });
+    }
+
+    void log(log_level level, const std::string& message) const {
+        if (options_.log) options_.log(level, message);
+    }
+
+private:
+    struct session_entry {
+        std::weak_ptr<websocket_backend> backend;
+        bool open = false;
+    };
+
+    template <class Visit>
+    void for_each_session(Visit visit) {
+        std::vector<std::pair<std::shared_ptr<websocket_backend>, bool>> live;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            for (auto& [id, entry] : sessions_)
+                if (auto b = entry.backend.lock()) live.emplace_back(std::move(b), entry.open);
+        }
+        for (auto& [b, open] : live) visit(b, open);
+    }
+
+    std::size_t sessions_left() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        return sessions_.size();
+    }
+
+    void add_session(std::uint64_t id, const std::shared_ptr<websocket_backend>& backend) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        sessions_.emplace(id, session_entry{backend, false});
+    }
+    // Marks it open; false when the server is stopping (close it then).
+    bool mark_open(std::uint64_t id) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto it = sessions_.find(id);
+        if (it != sessions_.end()) it->second.open = true;
+        return !stopping_.load();
+    }
+    void remove_session(std::uint64_t id) {
+        bool last = false;
+        {
+            std::lock_guard<std::mutex> lock(mutex_);
+            sessions_.erase(id);
+            last = sessions_.empty();
+        }
+        if (last && stopping_.load())
+            net::post(acceptor_strand_, [self = shared_from_this()] { self->done_timer_.cancel(); });
+    }
+
+    net::awaitable<void> accept_loop(std::shared_ptr<server_state> self) {
+        for (;;) {
+            net::any_io_executor executor = executor_;
+            if (use_strands_) executor = net::make_strand(executor_);
+            net::ip::tcp::socket socket(executor);
+            net_error_code ec;
+            co_await acceptor_.async_accept(socket, net::redirect_error(net::use_awaitable, ec));
+            if (stopping_.load() || !acceptor_.is_open()) co_return;
+            if (ec) {
+                log(log_level::warning, "accept failed: " + ec.message());
+                if (ec == net::error::no_descriptors || ec == net::error::no_buffer_space) {
+                    // Out of file descriptors: wait a little before trying again.
+                    net::steady_timer pause(acceptor_strand_);
+                    pause.expires_after(std::chrono::milliseconds(100));
+                    co_await pause.async_wait(net::redirect_error(net::use_awaitable, ec));
+                }
+                continue;
+            }
+            socket.set_option(net::ip::tcp::no_delay(true), ec);
+            const auto socket_executor = socket.get_executor();
+            if (options_.tls) {
+                net::co_spawn(socket_executor,
+                              session<net::ssl::stream<net::ip::tcp::socket>>(self, std::move(socket)), net::detached);
+            } else {
+                net::co_spawn(socket_executor, session<net::ip::tcp::socket>(self, std::move(socket)), net::detached);
+            }
+        }
+    }
+
+    http_reply unavailable() const {
+        http_reply reply;
+        reply.status = 503;
+        reply.body = "too many connections\n";
+        reply.headers.push_back({"Retry-After", std::to_string(options_.retry_after.count())});
+        return reply;
+    }
+
+    std::string choose_subprotocol(const server_request& request) const {
+        if (options_.select_subprotocol) return std::string(options_.select_subprotocol(request));
+        // The client's order of preference, among the ones supported.
+        std::string chosen;
+        request.for_each_subprotocol([&](std::string_view offered) {
+            for (const std::string& mine : options_.subprotocols) {
+                if (mine == offered) {
+                    chosen = mine;
+                    return false;
+                }
+            }
+            return true;
+        });
+        return chosen;
+    }
+
+    // Counts a new TCP connection (a handshake in progress is a connection)
+    // and decides whether it is over the limit; false: drop it unanswered.
+    struct admission {
+        server_state* state = nullptr;
+        bool over_limit = false;
+        admission(const admission&) = delete;
+        admission& operator=(const admission&) = delete;
+        explicit admission(server_state* s) : state(s) {
+            const std::size_t before = state->active_.fetch_add(1);
+            over_limit = state->options_.max_connections > 0 && before >= state->options_.max_connections;
+            if (over_limit) {
+                state->active_.fetch_sub(1);
+                state->refusing_.fetch_add(1);
+            }
+        }
+        // Refusals are bounded too: past as many again, no answer at all.
+        bool answer() const {
+            return !over_limit || state->refusing_.load() <= std::max<std::size_t>(state->options_.max_connections, 16);
+        }
+        ~admission() {
+            if (over_limit) state->refusing_.fetch_sub(1);
+            else state->active_.fetch_sub(1);
+        }
+    };
+
+    // One connection, start to end. Its frame stays while the connection
+    // is open, so the handshake and the close run in coroutines of their
+    // own: an idle connection holds this small frame and its handler's.
+    // `keep_alive` holds the server state while the session runs.
+    template <class Layer>
+    net::awaitable<void> session([[maybe_unused]] std::shared_ptr<server_state> keep_alive, net::ip::tcp::socket socket) {
+        const admission admitted(this);
+        if (!admitted.answer()) co_return;
+        std::uint64_t id = 0;
+        try {
+            std::shared_ptr<websocket_backend> backend = co_await open_session<Layer>(std::move(socket),
+                                                                                     admitted.over_limit, id);
+            if (backend) {
+                websocket ws(backend);
+                bool failed = false;
+                try {
+                    co_await handler_(ws);
+                } catch (const connection_closed&) {
+                    // The connection ended under the handler: nothing more to do.
+                } catch (const std::exception& e) {
+                    failed = true;
+                    log(log_level::error, endpoint_text(backend->remote) + " handler failed: " + e.what());
+                }
+                co_await end_session(backend, failed);
+            }
+        } catch (const std::exception& e) {
+            log(log_level::error, std::string("session failed: ") + e.what());
+        }
+        if (id != 0) remove_session(id);
+    }
+
+    // TLS (for wss://) and the opening handshake; the open websocket, or
+    // null when the request was answered otherwise or the handshake failed.
+    template <class Layer>
+    net::awaitable<std::shared_ptr<websocket_backend>> open_session(net::ip::tcp::socket socket, bool over_limit,
+                                                                     std::uint64_t& id) {
+        net_error_code ec;
+        const net::ip::tcp::endpoint peer = socket.remote_endpoint(ec);
+        std::shared_ptr<stream_backend<Layer>> backend;
+        if constexpr (std::is_same_v<Layer, net::ip::tcp::socket>) {
+            backend = std::make_shared<stream_backend<Layer>>(std::move(socket));
+        } else {
+            backend = std::make_shared<stream_backend<Layer>>(std::move(socket), *options_.tls);
+            if (!co_await tls_handshake(backend->stream.next_layer())) co_return nullptr;
+        }
+        backend->remote = peer;
+        auto& stream = backend->stream;
+        const std::string peer_text = options_.log ? endpoint_text(peer) : std::string();
+        backend->id = websocket::next_id();
+        stream.set_options(options_.connection);
+        stream.set_low_water_mark(options_.low_water_mark);
+        stream.set_upgrade_handler([this, over_limit](const server_request& request, accept_options& answer)
+                                       -> std::optional<http_reply> {
+            if (over_limit) return unavailable();
+            if (options_.process_request) {
+                if (std::optional<http_reply> reply = options_.process_request(request, answer)) return reply;
+            }
+            if (answer.subprotocol.empty()) answer.subprotocol = choose_subprotocol(request);
+            return std::nullopt;
+        });
+        stream.set_http_handler([this, over_limit](const server_request& request) -> http_reply {
+            if (over_limit) return unavailable();
+            if (options_.process_request) {
+                accept_options ignored;
+                if (std::optional<http_reply> reply = options_.process_request(request, ignored)) return *reply;
+            }
+            // RFC 9110 §15.5.22: 426 names the protocol to upgrade to.
+            http_reply reply;
+            reply.status = 426;
+            reply.body = "this service requires a WebSocket connection\n";
+            reply.headers.push_back({"Upgrade", "websocket"});
+            return reply;
+        });
+
+        // Registered from here on, so that stop() can end the handshake too.
+        add_session(backend->id, backend);
+        id = backend->id;
+        if (stopping_.load()) co_return nullptr;
+        const net_error_code accepted = co_await stream.co_accept();
+        // The handlers refer to this server: drop them once used.
+        stream.set_upgrade_handler({});
+        stream.set_http_handler({});
+        if (accepted) {
+            const std::error_code why = to_std_error(accepted);
+            if (over_limit) log(log_level::warning, peer_text + " refused: too many connections (503)");
+            else if (why == error::handshake_rejected) log(log_level::info, peer_text + " answered with HTTP");
+            else log(log_level::info, peer_text + " handshake failed: " + why.message());
+            co_return nullptr;
+        }
+        wsx::connection* core = stream.connection();
+        backend->target = std::string(core->request().http.target);
+        backend->subprotocol = std::string(core->subprotocol());
+        log(log_level::info, peer_text + " open " + backend->target + (core->deflate_enabled() ? " (permessage-deflate)" : ""));
+        if (!mark_open(backend->id)) backend->start_close(close_code::going_away, "server shutting down");
+        co_return backend;
+    }
+
+    // After the handler: Python websockets' rule, a handler that returns
+    // closes with 1000, one that fails with 1011.
+    net::awaitable<void> end_session(std::shared_ptr<websocket_backend> backend, bool failed) {
+        if (backend->is_open()) {
+            if (failed) co_await backend->close(close_code::internal_error, "internal error");
+            else co_await backend->close(close_code::normal, {});
+        }
+        if (!options_.log) co_return;
+        const close_status& status = backend->status();
+        std::string why = std::to_string(static_cast<unsigned>(status.code));
+        if (!status.reason.empty()) why += " " + status.reason;
+        if (status.ec && status.ec != error::connection_closed) why += " (" + status.ec.message() + ")";
+        log(is_normal_close(status) ? log_level::info : log_level::warning,
+            endpoint_text(backend->remote) + " close " + why);
+    }
+
+    // The TLS handshake, bounded by the open timeout.
+    net::awaitable<bool> tls_handshake(net::ssl::stream<net::ip::tcp::socket>& layer) {
+        const duration limit = options_.connection.open_timeout.count() > 0 ? options_.connection.open_timeout
+                                                                            : duration(std::chrono::hours(24));
+        deadline_guard guard(layer.get_executor(), limit, [&layer] { close_lowest_layer(layer); });
+        net_error_code ec;
+        co_await layer.async_handshake(net::ssl::stream_base::server, net::redirect_error(net::use_awaitable, ec));
+        guard.disarm();
+        if (ec) log(log_level::info, endpoint_text(layer.lowest_layer().remote_endpoint(ec)) + " TLS handshake failed");
+        co_return !ec;
+    }
+
+    net::any_io_executor executor_;
+    net::strand<net::any_io_executor> acceptor_strand_;
+    net::ip::tcp::acceptor acceptor_;
+    net::steady_timer done_timer_;
+    net::ip::tcp::endpoint local_;
+    connection_handler handler_;
+    server_options options_;
+    bool use_strands_;
+    std::atomic<bool> stopping_{false};
+    std::atomic<std::size_t> active_{0};
+    std::atomic<std::size_t> refusing_{0};
+    std::mutex mutex_;
+    std::map<std::uint64_t, session_entry> sessions_;
+    std::mutex stop_mutex_;
+    std::condition_variable stop_cv_;
+    bool stopped_ = false;
+};
+
+struct server_access;
+
+// A handler taking `websocket` or `websocket&`.
+template <class Handler>
+connection_handler to_connection_handler(Handler handler) {
+    if constexpr (std::is_invocable_r_v<net::awaitable<void>, Handler&, websocket&&>) {
+        return connection_handler(std::move(handler));
+    } else {
+        static_assert(std::is_invocable_r_v<net::awaitable<void>, Handler&, websocket&>,
+                      "a connection handler is net::awaitable<void>(wsx::websocket) or (wsx::websocket&)");
+        // The lambda lives in the server, the websocket in this coroutine's frame.
+        return [handler = std::move(handler)](websocket ws) -> net::awaitable<void> { co_await handler(ws); };
+    }
+}
+
+} // namespace detail
+
+// A running server. Destroying it stops it (gracefully, see stop()).
+class server {
+public:
+    server() = default;
+    server(server&&) noexcept = default;
+    server& operator=(server&& other) noexcept {
+        if (this != &other) {
+            stop();
+            state_ = std::move(other.state_);
+            executor_ = std::move(other.executor_);
+            io_ = std::move(other.io_);
+            work_ = std::move(other.work_);
+            threads_ = std::move(other.threads_);
+        }
+        return *this;
+    }
+    ~server() { stop(); }
+
+    // The address it listens on (the port chosen when 0 was asked for).
+    net::ip::tcp::endpoint local_endpoint() const { return state_->local_endpoint(); }
+    std::uint16_t port() const { return state_->local_endpoint().port(); }
+    // Connections open or handshaking.
+    std::size_t connections() const noexcept { return state_ ? state_->connections() : 0; }
+
+    // Graceful stop: stop accepting, close every client with 1001, wait up to
+    // shutdown_timeout for the handlers, then drop what is left. With its
+    // own threads it blocks until they are joined (called from one of them
+    // it only starts the stop: wait() then finishes it); on your executor it
+    // only starts the stop (async_stop() waits for it).
+    void stop() {
+        if (!state_) return;
+        if (!io_) {
+            net::co_spawn(executor_, state_->stop(state_), net::detached);
+            state_.reset();
+            return;
+        }
+        if (threads_.empty()) return; // stopped and joined already
+        net::co_spawn(*io_, state_->stop(state_), net::detached);
+        if (running_on_own_thread()) return;
+        state_->wait_stopped();
+        join();
+    }
+
+    // Stops (as stop()) and completes once every handler ended.
+    template <class CompletionToken>
+    auto async_stop(CompletionToken&& token) {
+        return net::co_spawn(executor_, state_->stop(state_), std::forward<CompletionToken>(token));
+    }
+
+    // With its own threads: blocks until a stop() (from a handler, a signal
+    // handler on get_executor(), another thread) is over, then joins them.
+    void wait() {
+        if (!state_ || !io_ || threads_.empty()) return;
+        state_->wait_stopped();
+        join();
+    }
+
+    net::any_io_executor get_executor() const { return executor_; }
+    bool stopping() const noexcept { return state_ && state_->stopping(); }
+
+private:
+    friend struct detail::server_access;
+
+    bool running_on_own_thread() const {
+        for (const std::thread& t : threads_)
+            if (t.get_id() == std::this_thread::get_id()) return true;
+        return false;
+    }
+
+    // The io_context itself stays until the server is destroyed: the
+    // caller may still hold objects on it (a signal_set...).
+    void join() {
+        work_ = net::any_io_executor();
+        for (std::thread& t : threads_) t.join();
+        threads_.clear();
+    }
+
+    // Declared first, destroyed last: everything else runs on it.
+    std::unique_ptr<net::io_context> io_;
+    net::any_io_executor executor_;
+    net::any_io_executor work_; // keeps the own io_context running
+    std::vector<std::thread> threads_;
+    std::shared_ptr<detail::server_state> state_;
+};
+
+namespace detail {
+
+struct server_access {
+    static server on_executor(net::any_io_executor executor, connection_handler handler, const std::string& host,
+                              std::uint16_t port, server_options options) {
+        server s;
+        s.executor_ = executor;
+        const bool use_strands = options.threads != 1;
+        s.state_ = std::make_shared<server_state>(executor, std::move(handler), std::move(options), use_strands);
+        s.state_->listen(host, port);
+        return s;
+    }
+
+    static server on_own_threads(connection_handler handler, const std::string& host, std::uint16_t port,
+                                 server_options options) {
+        server s;
+        const unsigned threads = std::max(1u, options.threads);
+        s.io_ = std::make_unique<net::io_context>(static_cast<int>(threads));
+        s.executor_ = s.io_->get_executor();
+        s.work_ = net::prefer(s.io_->get_executor(), net::execution::outstanding_work.tracked);
+        s.state_ = std::make_shared<server_state>(s.executor_, std::move(handler), std::move(options), threads > 1);
+        s.state_->listen(host, port);
+        for (unsigned i = 0; i < threads; ++i) s.threads_.emplace_back([io = s.io_.get()] { io->run(); });
+        return s;
+    }
+};
+
+} // namespace detail
+
+// Serves on your executor (an io_context you run; if more than one thread
+// runs it, set options.threads). Throws std::system_error if it cannot
+// listen. The handler is net::awaitable<void>(wsx::websocket) or
+// (wsx::websocket&).
+template <class Handler>
+server serve(net::any_io_executor executor, Handler handler, const std::string& host, std::uint16_t port,
+             server_options options = {}) {
+    return detail::server_access::on_executor(executor, detail::to_connection_handler(std::move(handler)), host, port,
+                                              std::move(options));
+}
+
+// Serves on options.threads threads of its own.
+template <class Handler>
+server serve(Handler handler, const std::string& host, std::uint16_t port, server_options options = {}) {
+    return detail::server_access::on_own_threads(detail::to_connection_handler(std::move(handler)), host, port,
+                                                 std::move(options));
+}
+
+} // namespace wsx

@@ -1,0 +1,420 @@
+// wsx/asio/websocket.hpp - one WebSocket, as serve() hands it to a handler
+// and connect() returns it: ws:// or wss:// alike, used from C++20 coroutines.
+//
+//   net::awaitable<void> echo(wsx::websocket ws) {
+//       while (auto message = co_await ws.receive())   // ends on close 1000/1001
+//           co_await ws.send(*message);
+//   }                                                 // other closes throw
+//
+// receive() returns the next whole message, or an empty optional once the
+// connection closed normally (1000, 1001, or a close frame without a code);
+// any other end - a close code such as 1008 or 1011, a protocol error, a
+// timeout, a dropped TCP connection - throws wsx::connection_closed_error
+// (which carries the code and reason). The forms taking a std::error_code&
+// never throw. send_*() throw connection_closed_ok or connection_closed_error
+// once the connection is over.
+//
+// Keepalive, timeouts and backpressure are the connection's (see
+// connection_options): a ping every ping_interval, a close with 1011
+// "keepalive ping timeout" when no frame arrives within ping_timeout of it;
+// send() waits while the send queue is above its high water mark, and
+// try_send_*() answers wsx::error::would_block then.
+//
+// A websocket is a cheap handle (copies share the connection); keep a copy
+// to reach the connection from elsewhere (a room, a broadcast). Its
+// operations run on its executor: a serve() handler and the coroutine that
+// called connect() are already there. From other threads use post_close(),
+// or net::post/co_spawn onto get_executor(); broadcast() does that itself.
+#pragma once
+
+#include <wsx/asio/async_stream.hpp>
+#include <wsx/asio/config.hpp>
+#include <wsx/bytes.hpp>
+#include <wsx/close_code.hpp>
+#include <wsx/connection.hpp>
+#include <wsx/error.hpp>
+#include <wsx/handshake.hpp>
+#include <wsx/stream.hpp>
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <typeinfo>
+#include <utility>
+
+namespace wsx {
+
+// ---- logging -------------------------------------------------------------------
+
+enum class log_level : std::uint8_t { debug, info, warning, error };
+
+inline std::string_view to_string(log_level level) noexcept {
+    switch (level) {
+    case log_level::debug: return "debug";
+    case log_level::info: return "info";
+    case log_level::warning: return "warning";
+    case log_level::error: return "error";
+    }
+    return "?";
+}
+
+// Told of opens, closes and errors. The library is silent unless one is set.
+using log_handler = std::function<void(log_level level, std::string_view message)>;
+
+// A handler that prints "level: message" lines to stderr, from `minimum` up.
+inline log_handler stderr_logger(log_level minimum = log_level::info) {
+    return [minimum](log_level level, std::string_view message) {
+        if (level < minimum) return;
+        std::fprintf(stderr, "%.*s: %.*s\n", static_cast<int>(to_string(level).size()), to_string(level).data(),
+                     static_cast<int>(message.size()), message.data());
+    };
+}
+
+// ---- how a connection ended ------------------------------------------------------
+
+// A close with 1000 (normal), 1001 (going away) or a close frame without a
+// code (1005), after a complete closing handshake: the ends that receive()
+// reports as an empty optional rather than an exception.
+inline bool is_normal_close(const close_status& status) noexcept {
+    const bool ok_code = status.code == close_code::normal || status.code == close_code::going_away ||
+                         status.code == close_code::no_status;
+    return ok_code && (!status.ec || status.ec == error::connection_closed);
+}
+
+// The connection is over: thrown by receive() (not for a normal close) and
+// by send_*(). code(), reason() and status() tell how it ended.
+class connection_closed : public std::system_error {
+public:
+    explicit connection_closed(close_status status)
+        : std::system_error(status.ec ? status.ec : make_error_code(error::connection_closed), describe(status)),
+          status_(std::move(status)) {}
+
+    close_code code() const noexcept { return status_.code; }
+    const std::string& reason() const noexcept { return status_.reason; }
+    const close_status& status() const noexcept { return status_; }
+
+private:
+    static std::string describe(const close_status& status) {
+        std::string text = "connection closed: " + std::to_string(static_cast<unsigned>(status.code));
+        if (!status.reason.empty()) text += " " + status.reason;
+        return text;
+    }
+
+    close_status status_;
+};
+
+// It ended normally (is_normal_close).
+class connection_closed_ok : public connection_closed {
+public:
+    using connection_closed::connection_closed;
+};
+
+// It ended any other way.
+class connection_closed_error : public connection_closed {
+public:
+    using connection_closed::connection_closed;
+};
+
+[[noreturn]] inline void throw_connection_closed(const close_status& status) {
+    if (is_normal_close(status)) throw connection_closed_ok(status);
+    throw connection_closed_error(status);
+}
+
+namespace detail {
+
+// What a websocket needs of its stream, whatever the layer below (TCP, TLS).
+class websocket_backend {
+public:
+    virtual ~websocket_backend() = default;
+
+    virtual net::any_io_executor executor() = 0;
+    // True when the caller may touch the connection directly: it runs on
+    // the connection's strand, or on the only thread of its io_context.
+    virtual bool running_in_this_thread() const noexcept = 0;
+    virtual wsx::connection* core() noexcept = 0;
+    virtual const close_status& status() const noexcept = 0;
+    virtual bool is_open() const noexcept = 0;
+    virtual std::size_t queued_bytes() const noexcept = 0;
+    virtual std::size_t high_water_mark() const noexcept = 0;
+
+    virtual net::awaitable<net_error_code> read(message& out) = 0;
+    virtual net::awaitable<net_error_code> write(bool text, const_bytes data) = 0;
+    virtual std::error_code try_write(bool text, const_bytes data) = 0;
+    virtual std::error_code try_write_prepared(const_bytes frames, std::size_t high_water_mark) = 0;
+    virtual net::awaitable<net_error_code> ping(const_bytes payload) = 0;
+    virtual net::awaitable<net_error_code> close(close_code code, std::string reason) = 0;
+    // Starts the closing handshake without waiting for it (on the executor).
+    virtual void start_close(close_code code, std::string reason) = 0;
+    virtual void abort() = 0;
+
+    // Set once, before the handler or the caller of connect() sees it.
+    std::string target;           // the request target: path ["?" query]
+    std::string subprotocol;
+    net::ip::tcp::endpoint remote;
+    std::uint64_t id = 0;
+    bool request_kept = true;     // connection::request()/response() still valid
+    close_code close_sent = close_code::normal; // what we closed with, if we did
+    std::shared_ptr<void> keep_alive;             // e.g. the TLS context of a client
+};
+
+// any_executor::target<T>() does not check the type (Asio 1.22): ask first.
+template <class Target, class Executor>
+const Target* executor_target(const Executor& executor) noexcept {
+    return executor.target_type() == typeid(Target) ? executor.template target<Target>() : nullptr;
+}
+
+template <class Executor>
+bool runs_here(const Executor& executor) noexcept {
+    if (auto* strand = executor_target<net::strand<net::io_context::executor_type>>(executor))
+        return strand->running_in_this_thread();
+    if (auto* strand = executor_target<net::strand<net::any_io_executor>>(executor))
+        return strand->running_in_this_thread();
+    if (auto* plain = executor_target<net::io_context::executor_type>(executor)) return plain->running_in_this_thread();
+    return false;
+}
+
+// The backend over wsx::async_stream<Layer>.
+template <class Layer>
+class stream_backend final : public websocket_backend, public std::enable_shared_from_this<stream_backend<Layer>> {
+public:
+    template <class... Args>
+    explicit stream_backend(Args&&... args) : stream(std::forward<Args>(args)...) {}
+    ~stream_backend() override = default;
+
+    async_stream<Layer> stream;
+
+    net::any_io_executor executor() override { return stream.get_executor(); }
+    bool running_in_this_thread() const noexcept override {
+        return runs_here(const_cast<async_stream<Layer>&>(stream).get_executor());
+    }
+    wsx::connection* core() noexcept override { return stream.connection(); }
+    const close_status& status() const noexcept override { return stream.get_close_status(); }
+    bool is_open() const noexcept override { return stream.is_open(); }
+    std::size_t queued_bytes() const noexcept override { return stream.queued_bytes(); }
+    std::size_t high_water_mark() const noexcept override { return stream.options().max_pending_output; }
+
+    net::awaitable<net_error_code> read(message& out) override { return stream.co_read(out); }
+    net::awaitable<net_error_code> write(bool text, const_bytes data) override { return stream.co_write(text, data); }
+    std::error_code try_write(bool text, const_bytes data) override {
+        return text ? stream.try_write_text(as_string_view(data)) : stream.try_write_binary(data);
+    }
+    std::error_code try_write_prepared(const_bytes frames, std::size_t high_water_mark) override {
+        return stream.try_write_prepared(frames, high_water_mark);
+    }
+    net::awaitable<net_error_code> ping(const_bytes payload) override { return stream.co_ping(payload); }
+    net::awaitable<net_error_code> close(close_code code, std::string reason) override {
+        close_sent = code;
+        return stream.co_close(code, std::move(reason));
+    }
+    void start_close(close_code code, std::string reason) override {
+        if (!stream.is_open()) return;
+        close_sent = code;
+        stream.async_close(code, reason, [keep = this->shared_from_this()](const net_error_code&) {});
+    }
+    void abort() override { stream.abort(); }
+};
+
+} // namespace detail
+
+class websocket {
+public:
+    websocket() noexcept = default;
+    explicit websocket(std::shared_ptr<detail::websocket_backend> backend) noexcept : backend_(std::move(backend)) {}
+
+    explicit operator bool() const noexcept { return backend_ != nullptr; }
+
+    // ---- receiving ---------------------------------------------------------------
+
+    // The next message; empty once the connection closed normally. Throws
+    // connection_closed_error for any other end.
+    // (Each form awaits the stream itself: an idle connection waiting here
+    // holds as few coroutine frames as can be.)
+    net::awaitable<std::optional<message>> receive() {
+        forget_request();
+        message out;
+        const net_error_code result = co_await backend_->read(out);
+        if (!result) co_return std::optional<message>(std::move(out));
+        throw_unless_normal(result);
+        co_return std::nullopt;
+    }
+    // The same into `out`, reusing its capacity: true for a message.
+    net::awaitable<bool> receive(message& out) {
+        forget_request();
+        const net_error_code result = co_await backend_->read(out);
+        if (!result) co_return true;
+        throw_unless_normal(result);
+        co_return false;
+    }
+    // Never throws: false with `ec` clear for a normal close, set otherwise
+    // (get_close_status() tells the rest).
+    net::awaitable<bool> receive(message& out, std::error_code& ec) {
+        forget_request();
+        const net_error_code result = co_await backend_->read(out);
+        ec = end_error(result);
+        co_return !result;
+    }
+    net::awaitable<std::optional<message>> receive(std::error_code& ec) {
+        forget_request();
+        message out;
+        const net_error_code result = co_await backend_->read(out);
+        ec = end_error(result);
+        if (!result) co_return std::optional<message>(std::move(out));
+        co_return std::nullopt;
+    }
+
+    // ---- sending ---------------------------------------------------------------
+
+    // Waits while the send queue is above its high water mark; completes
+    // once the message is queued (the data must live until then).
+    net::awaitable<void> send_text(std::string_view text) { return send_or_throw(true, const_bytes(text)); }
+    net::awaitable<void> send_binary(const_bytes data) { return send_or_throw(false, data); }
+    net::awaitable<void> send(const message& m) { return send_or_throw(m.text, m.bytes()); }
+    net::awaitable<void> send_text(std::string_view text, std::error_code& ec) {
+        return send_with_error(true, const_bytes(text), ec);
+    }
+    net::awaitable<void> send_binary(const_bytes data, std::error_code& ec) { return send_with_error(false, data, ec); }
+    net::awaitable<void> send(const message& m, std::error_code& ec) { return send_with_error(m.text, m.bytes(), ec); }
+
+    // Queues now or answers would_block (the queue is above its high water
+    // mark) or connection_closed; never waits.
+    std::error_code try_send_text(std::string_view text) { return backend_->try_write(true, const_bytes(text)); }
+    std::error_code try_send_binary(const_bytes data) { return backend_->try_write(false, data); }
+
+    // A ping; its pong (like every frame) counts as activity for keepalive.
+    net::awaitable<void> ping(const_bytes payload = {}) {
+        const net_error_code ec = co_await backend_->ping(payload);
+        if (ec) throw_connection_closed(status_for(to_std_error(ec)));
+    }
+
+    // The closing handshake: completes once the peer answered and the
+    // transport is closed (or the close timeout ran out). Never throws.
+    net::awaitable<void> close(close_code code = close_code::normal, std::string_view reason = {}) {
+        co_await backend_->close(code, std::string(reason));
+    }
+    // Starts the closing handshake from any thread, without waiting; the
+    // handler's receive() then ends.
+    void post_close(close_code code = close_code::going_away, std::string_view reason = {}) const {
+        net::post(backend_->executor(), [backend = backend_, code, reason = std::string(reason)]() mutable {
+            backend->start_close(code, std::move(reason));
+        });
+    }
+
+    // ---- what it is ---------------------------------------------------------------
+
+    bool is_open() const noexcept { return backend_->is_open(); }
+    // How it ended (code, peer's reason, error), once it has.
+    const close_status& get_close_status() const noexcept { return backend_->status(); }
+    // The request target ("/chat/room?x=1"), its path ("/chat/room") and query ("x=1").
+    std::string_view target() const noexcept { return backend_->target; }
+    std::string_view path() const noexcept {
+        const std::string_view t = backend_->target;
+        return t.substr(0, t.find('?'));
+    }
+    std::string_view query() const noexcept {
+        const std::string_view t = backend_->target;
+        const std::size_t mark = t.find('?');
+        return mark == std::string_view::npos ? std::string_view() : t.substr(mark + 1);
+    }
+    std::string_view subprotocol() const noexcept { return backend_->subprotocol; }
+    bool deflate_enabled() const noexcept {
+        const wsx::connection* c = backend_->core();
+        return c != nullptr && c->deflate_enabled();
+    }
+    // Server: the upgrade request with every header (cookies, tokens...);
+    // client: the server's response. Valid until the first receive(), which
+    // frees them (a few KiB per connection); null afterwards.
+    const server_request* request() const noexcept {
+        const wsx::connection* c = backend_->core();
+        return backend_->request_kept && c != nullptr && c->get_role() == role::server ? &c->request() : nullptr;
+    }
+    const client_response* response() const noexcept {
+        const wsx::connection* c = backend_->core();
+        return backend_->request_kept && c != nullptr && c->get_role() == role::client ? &c->response() : nullptr;
+    }
+    // Round-trip time of the last keepalive ping answered.
+    std::optional<duration> latency() const noexcept {
+        const wsx::connection* c = backend_->core();
+        return c != nullptr ? c->latency() : std::nullopt;
+    }
+    net::ip::tcp::endpoint remote_endpoint() const noexcept { return backend_->remote; }
+    // Bytes queued and not yet written.
+    std::size_t queued_bytes() const noexcept { return backend_->queued_bytes(); }
+    // A number unique among the connections of a process.
+    std::uint64_t id() const noexcept { return backend_->id; }
+    net::any_io_executor get_executor() const { return backend_->executor(); }
+    // The protocol core (for what the handle does not offer).
+    wsx::connection* connection() const noexcept { return backend_->core(); }
+    const std::shared_ptr<detail::websocket_backend>& backend() const noexcept { return backend_; }
+
+    friend bool operator==(const websocket& a, const websocket& b) noexcept { return a.backend_ == b.backend_; }
+    friend bool operator!=(const websocket& a, const websocket& b) noexcept { return a.backend_ != b.backend_; }
+    friend bool operator<(const websocket& a, const websocket& b) noexcept {
+        return std::less<const void*>()(a.backend_.get(), b.backend_.get());
+    }
+
+    // A process-wide connection number.
+    static std::uint64_t next_id() noexcept {
+        static std::atomic<std::uint64_t> counter{0};
+        return counter.fetch_add(1, std::memory_order_relaxed) + 1;
+    }
+
+private:
+    void forget_request() noexcept {
+        if (!backend_->request_kept) return;
+        backend_->request_kept = false;
+        if (wsx::connection* c = backend_->core()) c->release_handshake();
+    }
+
+    // After a read: nothing for a message or a normal close, else the error.
+    std::error_code end_error(const net_error_code& result) const {
+        if (!result || is_normal_close(backend_->status())) return {};
+        return ended_error(result);
+    }
+    void throw_unless_normal(const net_error_code& result) const {
+        if (const std::error_code ec = end_error(result)) throw connection_closed_error(status_for(ec));
+    }
+
+    std::error_code ended_error(const net_error_code& result) const {
+        const close_status& status = backend_->status();
+        if (status.ec) return status.ec;
+        const std::error_code ec = to_std_error(result);
+        return ec ? ec : make_error_code(error::connection_closed);
+    }
+
+    // The status to report for a failed operation: the final one once the
+    // connection ended, else (closing) the code we closed with.
+    close_status status_for(const std::error_code& ec) const {
+        close_status status = backend_->status();
+        if (status.code == close_code::no_status && !status.ec && !status.closed_by_peer) {
+            status.code = backend_->close_sent;
+            if (ec && ec != error::connection_closed) status.ec = ec;
+        }
+        return status;
+    }
+
+    net::awaitable<void> send_or_throw(bool text, const_bytes data) {
+        const net_error_code ec = co_await backend_->write(text, data);
+        if (ec) throw_connection_closed(status_for(to_std_error(ec)));
+    }
+    net::awaitable<void> send_with_error(bool text, const_bytes data, std::error_code& ec) {
+        ec = to_std_error(co_await backend_->write(text, data));
+    }
+
+    std::shared_ptr<detail::websocket_backend> backend_;
+};
+
+} // namespace wsx
+
+template <>
+struct std::hash<wsx::websocket> {
+    std::size_t operator()(const wsx::websocket& ws) const noexcept {
+        return std::hash<const void*>()(ws.backend().get());
+    }
+};

@@ -1,0 +1,190 @@
+// Memory per idle connection of a wsx::serve() server, measured as the
+// growth of the server process's resident set (VmRSS in /proc/PID/status)
+// while N clients connect, finish the handshake and then stay idle.
+//
+//   wsx_bench_idle_memory [--connections 10000] [--deflate] [--threads 1] [--message-size 5]
+//
+// Each connection exchanges one message of --message-size bytes first (at
+// 64 bytes or more it is compressed with --deflate, so the connection then
+// keeps its zlib streams).
+//
+// The server runs in a child process (so the clients' memory is not
+// counted): an echo handler waiting in receive(). The parent raises
+// RLIMIT_NOFILE, opens the connections over 127.0.0.1, waits for the server
+// to settle and reads its VmRSS before and after. Prints one line:
+//   connections=10000 deflate=no rss_before_kib=... rss_after_kib=... bytes_per_connection=...
+#include <wsx/asio/client.hpp>
+#include <wsx/asio/server.hpp>
+
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <charconv>
+#include <chrono>
+#include <csignal>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace net = wsx::net;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct settings {
+    std::size_t connections = 10000;
+    bool deflate = false;
+    unsigned threads = 1;
+    std::size_t message_size = 5;
+};
+
+settings parse_arguments(int argc, char** argv) {
+    settings s;
+    for (int i = 1; i < argc; ++i) {
+        const std::string_view arg = argv[i];
+        if (arg == "--deflate") {
+            s.deflate = true;
+        } else if ((arg == "--connections" || arg == "--threads" || arg == "--message-size") && i + 1 < argc) {
+            const std::string_view value = argv[++i];
+            std::size_t n = 0;
+            std::from_chars(value.data(), value.data() + value.size(), n);
+            if (arg == "--connections") s.connections = n;
+            else if (arg == "--threads") s.threads = static_cast<unsigned>(n);
+            else s.message_size = n;
+        } else {
+            std::fprintf(stderr, "usage: wsx_bench_idle_memory [--connections N] [--deflate] [--threads N] [--message-size N]\n");
+            std::exit(2);
+        }
+    }
+    return s;
+}
+
+void raise_file_limit() {
+    rlimit limit{};
+    getrlimit(RLIMIT_NOFILE, &limit);
+    limit.rlim_cur = limit.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &limit);
+}
+
+long rss_kib(pid_t pid) {
+    std::ifstream status("/proc/" + std::to_string(pid) + "/status");
+    std::string line;
+    while (std::getline(status, line)) {
+        if (line.rfind("VmRSS:", 0) == 0) return std::strtol(line.c_str() + 6, nullptr, 10);
+    }
+    return -1;
+}
+
+[[noreturn]] void run_server(const settings& s, int port_pipe) {
+    wsx::server_options options;
+    options.threads = s.threads;
+    options.backlog = 4096;
+    if (s.deflate) options.connection.deflate.emplace();
+    auto idle = [](wsx::websocket ws) -> net::awaitable<void> {
+        while (auto message = co_await ws.receive()) co_await ws.send(*message);
+    };
+    wsx::server server = wsx::serve(idle, "127.0.0.1", 0, options);
+    const std::uint16_t port = server.port();
+    if (write(port_pipe, &port, sizeof port) != sizeof port) std::_Exit(1);
+    close(port_pipe);
+    net::signal_set signals(server.get_executor(), SIGTERM);
+    signals.async_wait([&](const wsx::net_error_code&, int) { server.stop(); });
+    server.wait();
+    std::_Exit(0);
+}
+
+// Opens `count` connections, at most `in_flight` handshakes at a time.
+net::awaitable<void> open_all(std::uint16_t port, std::size_t count, bool deflate, std::vector<wsx::websocket>& out,
+                              std::size_t& failures) {
+    const std::string uri = "ws://127.0.0.1:" + std::to_string(port) + "/idle";
+    wsx::client_options options;
+    options.connection.ping_interval = wsx::duration(0); // idle means idle: no keepalive traffic
+    if (deflate) options.connection.deflate.emplace();
+    std::error_code ec;
+    for (std::size_t i = 0; i < count; ++i) {
+        wsx::websocket ws = co_await wsx::connect(uri, options, ec);
+        if (ec) ++failures;
+        else out.push_back(std::move(ws));
+    }
+}
+
+// Runs `work` on io until it is done (the clients' timers keep io busy forever).
+template <class Work>
+void run_until_done(net::io_context& io, Work work) {
+    bool done = false;
+    net::co_spawn(io, std::move(work), [&](std::exception_ptr e) {
+        done = true;
+        if (e) std::rethrow_exception(e);
+    });
+    while (!done) io.run_one();
+}
+
+void measure(std::uint16_t port, pid_t server, const settings& s, std::size_t warm_up) {
+    net::io_context io;
+    std::vector<wsx::websocket> clients;
+    std::size_t failures = 0;
+    // A few connections first, so that what every server allocates once
+    // (thread pools, the buffer pool, first-use tables) is not counted.
+    run_until_done(io, open_all(port, warm_up, s.deflate, clients, failures));
+    // Exchange one message on each, so buffers were used and given back.
+    run_until_done(io, [&]() -> net::awaitable<void> {
+        for (auto& ws : clients) {
+            co_await ws.send_text("warm");
+            co_await ws.receive();
+        }
+    });
+    std::this_thread::sleep_for(500ms);
+    const long before = rss_kib(server);
+
+    const std::size_t first_new = clients.size();
+    const auto start = std::chrono::steady_clock::now();
+    run_until_done(io, open_all(port, s.connections, s.deflate, clients, failures));
+    // One message each too: an idle connection that has worked holds no buffer.
+    const std::string hello(s.message_size, 'h');
+    run_until_done(io, [&]() -> net::awaitable<void> {
+        for (std::size_t i = first_new; i < clients.size(); ++i) {
+            co_await clients[i].send_text(hello);
+            co_await clients[i].receive();
+        }
+    });
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    std::this_thread::sleep_for(1000ms); // let the server settle
+    const long after = rss_kib(server);
+    const std::size_t opened = clients.size() - first_new;
+    std::printf("connections=%zu deflate=%s threads=%u message=%zuB failures=%zu rss_before_kib=%ld rss_after_kib=%ld "
+                "bytes_per_connection=%.0f (opened and exercised in %.1f s)\n",
+                opened, s.deflate ? "yes" : "no", s.threads, s.message_size, failures, before, after,
+                opened > 0 ? (after - before) * 1024.0 / static_cast<double>(opened) : 0.0, seconds);
+    std::fflush(stdout);
+    for (auto& ws : clients) ws.backend()->abort();
+    clients.clear();
+    io.poll();
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    const settings s = parse_arguments(argc, argv);
+    raise_file_limit();
+    int fds[2];
+    if (pipe(fds) != 0) return 1;
+    const pid_t child = fork();
+    if (child < 0) return 1;
+    if (child == 0) {
+        close(fds[0]);
+        run_server(s, fds[1]);
+    }
+    close(fds[1]);
+    std::uint16_t port = 0;
+    if (read(fds[0], &port, sizeof port) != sizeof port) return 1;
+    close(fds[0]);
+    measure(port, child, s, 16);
+    kill(child, SIGTERM);
+    int status = 0;
+    waitpid(child, &status, 0);
+    return 0;
+}
