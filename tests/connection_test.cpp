@@ -446,7 +446,7 @@ TEST_CASE("backpressure: sends above max_pending_output answer would_block, noth
     CHECK_FALSE(p.server.send_binary(bytes(1, 3)));
 }
 
-TEST_CASE("a ping flood while the peer does not read is answered by one pong") {
+TEST_CASE("a ping flood while the peer does not read is answered by one pong, sent once the output drains") {
     auto o = test::fixed_options();
     o.max_pending_output = 100;
     raw_peer peer(role::server, o);
@@ -459,8 +459,17 @@ TEST_CASE("a ping flood while the peer does not read is answered by one pong") {
     auto events = peer.feed(wire);
     CHECK(events.size() == 1000);
     CHECK(peer.conn.pending_output_size() < 300); // pongs did not pile up
-    peer.conn.consume_output(peer.conn.pending_output_size());
-    CHECK(peer.feed({}).empty());
+    // Once the output drains, the owed pong is queued at once: it must not
+    // wait for the peer's next frame (a flood's last ping may be its last).
+    SECTION("drained by consume_output") {
+        peer.conn.consume_output(peer.conn.pending_output_size());
+    }
+    SECTION("drained by take_output") {
+        std::vector<std::uint8_t> taken;
+        peer.conn.take_output(taken);
+        CHECK(taken.size() > 200);
+    }
+    REQUIRE(peer.conn.pending_output_size() > 0);
     auto sent = peer.sent();
     REQUIRE(sent.size() == 1);
     CHECK(sent[0].op == opcode::pong);

@@ -113,8 +113,11 @@ public:
     role get_role() const noexcept { return role_; }
     state get_state() const noexcept { return state_; }
     const connection_options& options() const noexcept { return options_; }
-    // The error that failed the connection, if any (sticky).
+    // The error that failed the connection, if any (sticky), and the close
+    // code its close event reports (1011 for a keepalive timeout), known
+    // before that event is read.
     std::error_code error() const noexcept { return error_; }
+    close_code failure_code() const noexcept { return failure_code_; }
 
     // ---- bytes in -------------------------------------------------------
 
@@ -220,8 +223,10 @@ public:
     // output buffer (sized to the pending bytes) and its old storage becomes
     // the connection's. For writers that keep the bytes while the
     // connection goes on queueing (pongs, other writers' frames).
+    // Both may queue a pong held back while the output was above
+    // max_pending_output (a ping flood), once it has drained.
     void take_output(std::vector<std::uint8_t>& into);
-    void consume_output(std::size_t n) noexcept;
+    void consume_output(std::size_t n);
     // True once the transport should be shut down (after writing the output):
     // the connection failed, or the closing handshake is over (RFC 6455
     // §7.1.1: the server closes the TCP connection first; a client waits for
@@ -413,6 +418,7 @@ inline event connection::close_event(close_code code, std::string_view reason, b
 // Close frame".
 inline event connection::fail(std::error_code ec, close_code code) {
     error_ = ec;
+    failure_code_ = code;
     if ((state_ == state::open || state_ == state::closing) && !close_sent_) {
         queue_close(code, ec == error::ping_timeout ? std::string_view("keepalive ping timeout")
                                                     : std::string_view());
@@ -962,13 +968,19 @@ inline void connection::take_output(std::vector<std::uint8_t>& into) {
     std::swap(into, out_);
     into.resize(out_size_);
     out_read_ = out_end_ = out_size_ = 0;
+    // RFC 6455 §5.5.2: the pong owed for the last ping of a flood must not
+    // wait for the peer's next frame.
+    if (pong_owed_) flush_pending_pong();
 }
 
-inline void connection::consume_output(std::size_t n) noexcept {
+inline void connection::consume_output(std::size_t n) {
     n = std::min(n, out_size_);
     out_read_ += n;
     out_size_ -= n;
-    if (out_size_ == 0) out_read_ = out_end_ = 0;
+    if (out_size_ == 0) {
+        out_read_ = out_end_ = 0;
+        if (pong_owed_) flush_pending_pong(); // as in take_output
+    }
 }
 
 // ---- time ---------------------------------------------------------------------
