@@ -462,6 +462,45 @@ TEST_CASE("keepalive: a peer that never answers pings is closed with 1011 within
     });
 }
 
+TEST_CASE("keepalive: a peer that never reads is dropped; the handler blocked in send learns 1011") {
+    net::io_context io;
+    wsx::server_options options = quick_options();
+    options.connection.ping_interval = 100ms;
+    options.connection.ping_timeout = 100ms;
+    options.connection.close_timeout = 100ms;
+    wsx::close_status handler_saw;
+    bool handler_threw = false;
+    std::size_t sent = 0;
+    auto server = wsx::serve(
+        io.get_executor(),
+        [&](wsx::websocket ws) -> net::awaitable<void> {
+            const std::string chunk(64 * 1024, 'x');
+            try {
+                for (;;) { // until backpressure holds it: the peer reads nothing
+                    co_await ws.send_text(chunk);
+                    ++sent;
+                }
+            } catch (const wsx::connection_closed_error& e) {
+                handler_threw = true;
+                handler_saw = e.status();
+            }
+        },
+        "127.0.0.1", 0, options);
+    run(io, [&]() -> net::awaitable<void> {
+        raw_client peer = co_await raw_client::open(server.port(), 4096);
+        const auto start = std::chrono::steady_clock::now();
+        const bool ended = co_await eventually([&] { return handler_threw; });
+        const auto elapsed = std::chrono::steady_clock::now() - start;
+        CHECK(ended);
+        CHECK(sent > 0);
+        CHECK(elapsed >= 290ms); // ping interval + pong timeout + close timeout
+        CHECK(elapsed < 3000ms);
+        CHECK(handler_saw.code == wsx::close_code::internal_error);
+        CHECK(handler_saw.ec == wsx::error::ping_timeout);
+        co_await server.async_stop(net::use_awaitable);
+    });
+}
+
 TEST_CASE("keepalive: a peer that answers stays connected, and latency() is measured") {
     // Any frame received counts as activity, so only the side whose timer
     // runs out first pings: each side is tried alone.

@@ -556,8 +556,12 @@ private:
         void fail_transport(const net_error_code& ec) {
             if (!failure) failure = ec;
             if (!status.ec) {
-                status.code = close_code::abnormal;
-                status.ec = to_std_error(ec);
+                // The connection's own reason comes first: after a keepalive
+                // timeout the transport is ended under a writer stuck on a
+                // peer that does not read, and its error is only the echo.
+                const bool failed_itself = conn && conn->error();
+                status.code = failed_itself ? conn->failure_code() : close_code::abnormal;
+                status.ec = failed_itself ? conn->error() : to_std_error(ec);
             }
             ended = true;
             transport_closed = true;
