@@ -3,6 +3,18 @@
 //
 //   echo_server [--host 127.0.0.1] [--port 9001] [--threads N]
 //               [--tls CERT KEY] [--no-deflate] [--max-size BYTES]
+//               [--max-fragments N] [--max-connections N]
+//               [--open-timeout MS] [--close-timeout MS]
+//               [--ping-interval MS] [--ping-timeout MS]
+//
+// Limits (each maps onto wsx::connection_options, whose defaults it keeps
+// unless given): --max-size is the largest message and frame (16 MiB unless
+// given), --max-fragments the most frames in one message (close 1009 past
+// it); --open-timeout, --close-timeout, --ping-interval and --ping-timeout
+// are in milliseconds, 0 turning that timer off. --max-connections N counts
+// open connections, handshakes in progress included, across all threads:
+// beyond N a request is answered 503 Service Unavailable with Retry-After and
+// closed (0, the default: no limit).
 //
 // Echoes every message with its type (text as text, binary as binary),
 // fragmented or not; offers permessage-deflate unless --no-deflate. A browser
@@ -14,8 +26,10 @@
 #include <wsx/asio/async_stream.hpp>
 #include <wsx/asio/ssl.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <charconv>
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -24,6 +38,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -85,13 +100,22 @@ struct settings {
     std::string key;
     bool deflate = true;
     std::size_t max_size = 16 * 1024 * 1024;
+    std::size_t max_fragments = wsx::connection_options{}.max_fragments;
+    std::size_t max_connections = 0; // 0: no limit
+    wsx::duration open_timeout = wsx::connection_options{}.open_timeout;
+    wsx::duration close_timeout = wsx::connection_options{}.close_timeout;
+    wsx::duration ping_interval = wsx::connection_options{}.ping_interval;
+    wsx::duration ping_timeout = wsx::connection_options{}.ping_timeout;
 };
 
 [[noreturn]] void usage(const char* problem) {
     std::fprintf(stderr,
                  "echo_server: %s\n"
                  "usage: echo_server [--host 127.0.0.1] [--port 9001] [--threads N] [--tls CERT KEY]\n"
-                 "                   [--no-deflate] [--max-size BYTES]\n",
+                 "                   [--no-deflate] [--max-size BYTES] [--max-fragments N]\n"
+                 "                   [--max-connections N] [--open-timeout MS] [--close-timeout MS]\n"
+                 "                   [--ping-interval MS] [--ping-timeout MS]\n"
+                 "(timeouts in milliseconds, 0 turns one off; --max-connections 0: no limit)\n",
                  problem);
     std::exit(2);
 }
@@ -103,6 +127,11 @@ Number parse_number(std::string_view text, Number lowest, Number highest) {
     if (result.ec != std::errc() || result.ptr != text.data() + text.size() || value < lowest || value > highest)
         usage("bad number");
     return value;
+}
+
+// Milliseconds, up to a day; 0 turns the timer off.
+wsx::duration parse_milliseconds(std::string_view text) {
+    return wsx::duration(parse_number<std::int64_t>(text, 0, 24 * 60 * 60 * 1000));
 }
 
 settings parse_arguments(int argc, char** argv) {
@@ -118,6 +147,12 @@ settings parse_arguments(int argc, char** argv) {
         else if (arg == "--threads") s.threads = parse_number<unsigned>(value(), 1, 256);
         else if (arg == "--no-deflate") s.deflate = false;
         else if (arg == "--max-size") s.max_size = parse_number<std::size_t>(value(), 1, std::size_t(1) << 40);
+        else if (arg == "--max-fragments") s.max_fragments = parse_number<std::size_t>(value(), 1, std::size_t(1) << 40);
+        else if (arg == "--max-connections") s.max_connections = parse_number<std::size_t>(value(), 0, 1000000000);
+        else if (arg == "--open-timeout") s.open_timeout = parse_milliseconds(value());
+        else if (arg == "--close-timeout") s.close_timeout = parse_milliseconds(value());
+        else if (arg == "--ping-interval") s.ping_interval = parse_milliseconds(value());
+        else if (arg == "--ping-timeout") s.ping_timeout = parse_milliseconds(value());
         else if (arg == "--tls") {
             s.certificate = std::string(value());
             s.key = std::string(value());
@@ -156,6 +191,53 @@ private:
     bool closing_ = false;
 };
 
+// Counts connections (a handshake in progress is one) for --max-connections;
+// the io_context may run on several threads, so the counts are atomic.
+struct connection_counter {
+    std::size_t limit = 0; // 0: no limit
+    std::atomic<std::size_t> open{0};
+    std::atomic<std::size_t> refusing{0};
+};
+
+// One connection's place in the count, held while it lives. Over the limit it
+// is counted apart, among the refusals, which are bounded too: past as many
+// again (at least 16) the connection is dropped without an answer, so a flood
+// cannot hold a coroutine per socket until the open timeout.
+class admission {
+public:
+    explicit admission(connection_counter& counter) : counter_(counter) {
+        const std::size_t before = counter_.open.fetch_add(1);
+        over_limit_ = counter_.limit > 0 && before >= counter_.limit;
+        if (over_limit_) {
+            counter_.open.fetch_sub(1);
+            refusals_ = counter_.refusing.fetch_add(1) + 1;
+        }
+    }
+    admission(const admission&) = delete;
+    admission& operator=(const admission&) = delete;
+    ~admission() {
+        if (over_limit_) counter_.refusing.fetch_sub(1);
+        else counter_.open.fetch_sub(1);
+    }
+    bool over_limit() const noexcept { return over_limit_; }
+    bool answer() const noexcept { return !over_limit_ || refusals_ <= std::max<std::size_t>(counter_.limit, 16); }
+
+private:
+    connection_counter& counter_;
+    bool over_limit_ = false;
+    std::size_t refusals_ = 0;
+};
+
+// RFC 9110 §15.6.4 and §10.2.3: 503 with Retry-After (seconds) for a client
+// that should come back later.
+wsx::http_reply service_unavailable() {
+    wsx::http_reply reply;
+    reply.status = 503;
+    reply.body = "too many connections\n";
+    reply.headers.push_back({"Retry-After", "1"});
+    return reply;
+}
+
 std::string endpoint_text(const tcp::endpoint& endpoint) {
     const net::ip::address address = endpoint.address();
     std::string text = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
@@ -180,14 +262,24 @@ wsx::http_reply answer_plain_request(const wsx::server_request& request) {
 
 template <class Layer>
 net::awaitable<void> echo(std::shared_ptr<wsx::async_stream<Layer>> ws, const settings& s,
-                          session_registry& registry, std::string peer) {
+                          session_registry& registry, std::string peer, bool over_limit) {
     wsx::connection_options options;
     options.max_message_size = s.max_size;
     options.max_frame_size = s.max_size;
+    options.max_fragments = s.max_fragments;
+    options.open_timeout = s.open_timeout;
+    options.close_timeout = s.close_timeout;
+    options.ping_interval = s.ping_interval;
+    options.ping_timeout = s.ping_timeout;
     if (s.deflate) options.deflate.emplace();
     ws->set_options(options);
-    ws->set_http_handler([&peer](const wsx::server_request& request) {
-        wsx::http_reply reply = answer_plain_request(request);
+    if (over_limit) {
+        ws->set_upgrade_handler([](const wsx::server_request&, wsx::accept_options&) -> std::optional<wsx::http_reply> {
+            return service_unavailable();
+        });
+    }
+    ws->set_http_handler([&peer, over_limit](const wsx::server_request& request) {
+        wsx::http_reply reply = over_limit ? service_unavailable() : answer_plain_request(request);
         std::fprintf(stderr, "%s http %.*s %.*s -> %d\n", peer.c_str(), static_cast<int>(request.http.method.size()),
                      request.http.method.data(), static_cast<int>(request.http.target.size()),
                      request.http.target.data(), reply.status);
@@ -210,7 +302,8 @@ net::awaitable<void> echo(std::shared_ptr<wsx::async_stream<Layer>> ws, const se
     co_await ws->async_accept(net::redirect_error(net::use_awaitable, ec));
     if (ec) {
         registry.remove(id);
-        if (wsx::to_std_error(ec) != wsx::error::handshake_rejected)
+        if (over_limit) std::fprintf(stderr, "%s refused: too many connections (503)\n", peer.c_str());
+        else if (wsx::to_std_error(ec) != wsx::error::handshake_rejected)
             std::fprintf(stderr, "%s refused: %s\n", peer.c_str(), ec.message().c_str());
         co_return;
     }
@@ -233,25 +326,32 @@ net::awaitable<void> echo(std::shared_ptr<wsx::async_stream<Layer>> ws, const se
     std::fprintf(stderr, "%s close %u%s\n", peer.c_str(), static_cast<unsigned>(status.code), why.c_str());
 }
 
-net::awaitable<void> serve_plain(tcp::socket socket, const settings& s, session_registry& registry) {
+net::awaitable<void> serve_plain(tcp::socket socket, const settings& s, session_registry& registry,
+                                 connection_counter& counter) {
+    const admission admitted(counter);
+    if (!admitted.answer()) co_return; // the socket closes unanswered
     wsx::net_error_code ec;
     const std::string peer = endpoint_text(socket.remote_endpoint(ec));
     auto ws = std::make_shared<wsx::async_stream<tcp::socket>>(std::move(socket));
-    co_await echo(ws, s, registry, peer);
+    co_await echo(ws, s, registry, peer, admitted.over_limit());
 }
 
 net::awaitable<void> serve_tls(tcp::socket socket, net::ssl::context& tls, const settings& s,
-                               session_registry& registry) {
+                               session_registry& registry, connection_counter& counter) {
+    const admission admitted(counter);
+    if (!admitted.answer()) co_return;
     wsx::net_error_code ec;
     const std::string peer = endpoint_text(socket.remote_endpoint(ec));
     using layer = net::ssl::stream<tcp::socket>;
     auto ws = std::make_shared<wsx::async_stream<layer>>(std::move(socket), tls);
     // The TLS handshake gets the same bound as the WebSocket one.
     net::steady_timer guard(ws->get_executor());
-    guard.expires_after(std::chrono::seconds(10));
-    guard.async_wait([ws](const wsx::net_error_code& error) {
-        if (!error) ws->next_layer().lowest_layer().close();
-    });
+    if (s.open_timeout.count() > 0) {
+        guard.expires_after(s.open_timeout);
+        guard.async_wait([ws](const wsx::net_error_code& error) {
+            if (!error) ws->next_layer().lowest_layer().close();
+        });
+    }
     co_await ws->next_layer().async_handshake(net::ssl::stream_base::server,
                                               net::redirect_error(net::use_awaitable, ec));
     guard.cancel();
@@ -259,11 +359,11 @@ net::awaitable<void> serve_tls(tcp::socket socket, net::ssl::context& tls, const
         std::fprintf(stderr, "%s TLS handshake failed: %s\n", peer.c_str(), ec.message().c_str());
         co_return;
     }
-    co_await echo(ws, s, registry, peer);
+    co_await echo(ws, s, registry, peer, admitted.over_limit());
 }
 
 net::awaitable<void> accept_loop(tcp::acceptor& acceptor, net::ssl::context* tls, const settings& s,
-                                 session_registry& registry) {
+                                 session_registry& registry, connection_counter& counter) {
     for (;;) {
         // Each connection gets a strand: its operations never run at once.
         tcp::socket socket(net::make_strand(acceptor.get_executor()));
@@ -272,8 +372,9 @@ net::awaitable<void> accept_loop(tcp::acceptor& acceptor, net::ssl::context* tls
         if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;
         if (ec) continue; // e.g. too many open files: try the next one
         const auto executor = socket.get_executor();
-        if (tls != nullptr) net::co_spawn(executor, serve_tls(std::move(socket), *tls, s, registry), net::detached);
-        else net::co_spawn(executor, serve_plain(std::move(socket), s, registry), net::detached);
+        if (tls != nullptr)
+            net::co_spawn(executor, serve_tls(std::move(socket), *tls, s, registry, counter), net::detached);
+        else net::co_spawn(executor, serve_plain(std::move(socket), s, registry, counter), net::detached);
     }
 }
 
@@ -302,6 +403,8 @@ int main(int argc, char** argv) {
         acceptor.listen();
 
         session_registry registry;
+        connection_counter counter;
+        counter.limit = s.max_connections;
         net::signal_set signals(io, SIGINT, SIGTERM);
         signals.async_wait([&](const wsx::net_error_code& ec, int) {
             if (ec) return;
@@ -311,7 +414,7 @@ int main(int argc, char** argv) {
             registry.close_all();
         });
 
-        net::co_spawn(io, accept_loop(acceptor, tls.get(), s, registry), net::detached);
+        net::co_spawn(io, accept_loop(acceptor, tls.get(), s, registry, counter), net::detached);
 
         std::printf("listening on %s\n", endpoint_text(acceptor.local_endpoint()).c_str());
         std::fflush(stdout);
