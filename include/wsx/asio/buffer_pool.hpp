@@ -21,10 +21,12 @@ namespace wsx::detail {
 
 class buffer_pool {
 public:
-    // At most this many buffers of each kind are kept, and none larger than
-    // max_kept_capacity: a burst of large messages does not pin its memory.
+    // At most this many buffers of each kind are kept, holding at most
+    // max_kept_bytes in all: a stream of large messages reuses its buffers
+    // (allocating and zero-filling a megabyte per message costs more than
+    // the message's copies), and a burst of them pins no more than that.
     static constexpr std::size_t max_kept = 64;
-    static constexpr std::size_t max_kept_capacity = 256 * 1024;
+    static constexpr std::size_t max_kept_bytes = 8 * 1024 * 1024;
 
     buffer_pool() {
         inputs_.reserve(max_kept);
@@ -70,20 +72,28 @@ public:
     std::size_t kept() const noexcept {
         return inputs_.size() + messages_.size() + outputs_.size() + scratches_.size() + writes_.size();
     }
+    std::size_t kept_bytes() const noexcept { return kept_bytes_; }
 
 private:
     template <class Vector>
-    static void take(std::vector<Vector>& from, Vector& into) noexcept {
+    void take(std::vector<Vector>& from, Vector& into) noexcept {
         if (from.empty()) return;
         into = std::move(from.back());
         from.pop_back();
+        kept_bytes_ -= into.capacity();
     }
     template <class Vector>
-    static void put(std::vector<Vector>& into, Vector& v) {
-        if (v.capacity() == 0) return;
-        if (v.capacity() <= max_kept_capacity && into.size() < max_kept) into.push_back(std::move(v));
+    void put(std::vector<Vector>& into, Vector& v) {
+        const std::size_t bytes = v.capacity();
+        if (bytes == 0) return;
+        if (into.size() < max_kept && bytes <= max_kept_bytes - kept_bytes_) {
+            kept_bytes_ += bytes;
+            into.push_back(std::move(v));
+        }
         Vector().swap(v); // freed unless kept
     }
+
+    std::size_t kept_bytes_ = 0;
 
     std::vector<decltype(connection::buffer_set::input)> inputs_;
     std::vector<decltype(connection::buffer_set::message)> messages_;
