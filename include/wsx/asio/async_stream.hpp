@@ -125,7 +125,8 @@ void close_lowest_layer(Layer& layer) noexcept {
     if constexpr (has_lowest_layer<Layer>::value) {
         auto& socket = layer.lowest_layer();
         if (!socket.is_open()) return;
-        socket.shutdown(net::socket_base::shutdown_both, ignored);
+        // close() alone sends the FIN (a shutdown() first would only cost a
+        // system call) and ends the pending operations.
         socket.close(ignored);
     } else if constexpr (has_net_close<Layer>::value) {
         layer.close(ignored);
@@ -395,6 +396,8 @@ private:
 
         std::vector<std::uint8_t> write_buffer; // the bytes of the write in flight
         std::size_t in_flight = 0;
+        static constexpr int max_hold_back_turns = 64;
+        int hold_back_turns = 0;    // the writer's turns given to the application
         bool writing = false;       // the internal writer runs
         bool reading = false;       // a read (or close's wait) runs
         bool message_in_hand = false; // a read delivered a message; no read since
@@ -504,45 +507,50 @@ private:
         void start_writer(const std::shared_ptr<impl>& self) {
             if (writing || failure || transport_closed || !conn || conn->pending_output_size() == 0) return;
             writing = true;
-            net::co_spawn(next.get_executor(), writer(self), net::detached);
+            hold_back_turns = 0;
+            net::post(next.get_executor(), [self] { self->write_when_ready(self); });
         }
 
-        // The one writer: drains the connection's send queue.
-        // keep_alive holds this object while the coroutine runs.
-        net::awaitable<void> writer([[maybe_unused]] std::shared_ptr<impl> keep_alive) {
-            // Let whatever else runs now queue its frames too: they leave
-            // together, in one write. While the application holds a message
-            // it was just handed, or more were read and wait to be handed
-            // out (an echo answers each), give it a bounded number of turns
-            // to queue those answers too; once it reads again, or has
-            // nothing to answer (a handshake, a feed that only writes),
-            // write at once.
-            co_await net::post(next.get_executor(), net::use_awaitable);
-            for (int turn = 0;
-                 turn < 64 && conn && !read_pending && (message_in_hand || conn->buffered_input() > 0); ++turn)
-                co_await net::post(next.get_executor(), net::use_awaitable);
-            if (write_buffer.capacity() == 0) write_buffer = detail::thread_buffer_pool().take_write_buffer();
-            while (!failure && !transport_closed && conn->pending_output_size() > 0) {
-                // The connection may queue more (pongs, other writers' frames)
-                // while this write is in flight, so the bytes move out first:
-                // by swapping buffers, not by copying.
-                conn->take_output(write_buffer);
-                const std::size_t n = write_buffer.size();
-                in_flight = n;
-                net_error_code ec;
-                co_await net::async_write(next, net::buffer(write_buffer.data(), n),
-                                          net::redirect_error(net::use_awaitable, ec));
-                in_flight = 0;
-                if (ec) {
-                    fail_transport(ec);
-                    break;
-                }
-                wake();
+        // The one writer drains the connection's send queue: callbacks, not a
+        // coroutine, so that a write costs no coroutine frame or spawn.
+        // Whatever else runs now may queue frames too: they leave together,
+        // in one write. While the application holds a message it was just
+        // handed, or more were read and wait to be handed out (an echo
+        // answers each), it gets a bounded number of turns to queue those
+        // answers too; once it reads again, or has nothing to answer (a
+        // handshake, a feed that only writes), the write starts at once.
+        void write_when_ready(const std::shared_ptr<impl>& self) {
+            if (hold_back_turns < max_hold_back_turns && conn && !failure && !transport_closed && !read_pending &&
+                (message_in_hand || conn->buffered_input() > 0)) {
+                ++hold_back_turns;
+                net::post(next.get_executor(), [self] { self->write_when_ready(self); });
+                return;
             }
-            writing = false;
-            detail::thread_buffer_pool().give_back_write_buffer(write_buffer);
-            reclaim();
-            wake();
+            if (write_buffer.capacity() == 0) write_buffer = detail::thread_buffer_pool().take_write_buffer();
+            write_next(self);
+        }
+
+        void write_next(const std::shared_ptr<impl>& self) {
+            if (failure || transport_closed || !conn || conn->pending_output_size() == 0) {
+                writing = false;
+                detail::thread_buffer_pool().give_back_write_buffer(write_buffer);
+                reclaim();
+                wake();
+                return;
+            }
+            // The connection may queue more (pongs, other writers' frames)
+            // while this write is in flight, so the bytes move out first: by
+            // swapping buffers, not by copying.
+            conn->take_output(write_buffer);
+            in_flight = write_buffer.size();
+            net::async_write(next, net::buffer(write_buffer.data(), in_flight),
+                             [self](const net_error_code& ec, std::size_t) {
+                                 impl& me = *self;
+                                 me.in_flight = 0;
+                                 if (ec) me.fail_transport(ec);
+                                 else me.wake();
+                                 me.write_next(self);
+                             });
         }
 
         // Waits until everything queued was written (or writing failed).
@@ -612,6 +620,27 @@ private:
         void rearm_driver() {
             const std::optional<time_point> deadline = conn->next_deadline();
             if (deadline && *deadline < deadline_timer.expiry()) deadline_timer.cancel();
+        }
+
+        // The first read of a server: the request has usually arrived by the
+        // time the connection is accepted, so it is read at once rather than
+        // after a wait for readability (one trip through the reactor less).
+        // Into a small buffer of this frame, not a lent one: a peer that
+        // connects and sends nothing holds no connection buffer.
+        net::awaitable<net_error_code> read_request_start() {
+            std::uint8_t start_bytes[1024];
+            net_error_code ec;
+            read_pending = true;
+            const std::size_t n = co_await next.async_read_some(net::buffer(start_bytes, sizeof start_bytes),
+                                                                net::redirect_error(net::use_awaitable, ec));
+            read_pending = false;
+            lend();
+            conn->receive(const_bytes(start_bytes, n));
+            if (ec && teardown_type::is_end_of_stream(ec)) {
+                conn->receive_eof();
+                ec = {};
+            }
+            co_return ec;
         }
 
         // Reads from the layer straight into the connection's buffer.
@@ -707,6 +736,7 @@ private:
         net::awaitable<net_error_code> accept_op(std::shared_ptr<impl> self) {
             start(role::server, take_options());
             start_driver(self);
+            bool first_read = true;
             for (;;) {
                 // Nothing leaves before the answer is chosen: a plain HTTP
                 // request gets the HTTP handler's reply instead of the core's.
@@ -750,7 +780,8 @@ private:
                 }
                 start_writer(self);
                 if (ev) continue;
-                const net_error_code ec = co_await read_more();
+                const net_error_code ec = first_read ? co_await read_request_start() : co_await read_more();
+                first_read = false;
                 if (ec) {
                     const event closed = poll_event(self, false);
                     if (closed.type == event_type::close) {
