@@ -5,7 +5,7 @@
 //               [--tls CERT KEY] [--no-deflate] [--max-size BYTES]
 //               [--max-fragments N] [--max-connections N]
 //               [--open-timeout MS] [--close-timeout MS]
-//               [--ping-interval MS] [--ping-timeout MS]
+//               [--ping-interval MS] [--ping-timeout MS] [--quiet]
 //
 // Limits (each maps onto wsx::connection_options, whose defaults it keeps
 // unless given): --max-size is the largest message and frame (16 MiB unless
@@ -20,9 +20,9 @@
 // fragmented or not; offers permessage-deflate unless --no-deflate. A browser
 // that opens http://HOST:PORT/ (or https:// with --tls) gets a page that
 // talks to the server over ws:// (or wss://); other plain requests get 404.
-// Logs each connection's open and close to stderr, prints "listening on
-// HOST:PORT" to stdout once it accepts, and on SIGINT or SIGTERM closes every
-// client with 1001 (going away) and exits 0.
+// Logs each connection's open and close to stderr (unless --quiet, as for a
+// benchmark), prints "listening on HOST:PORT" to stdout once it accepts, and
+// on SIGINT or SIGTERM closes every client with 1001 (going away) and exits 0.
 #include <wsx/asio/async_stream.hpp>
 #include <wsx/asio/ssl.hpp>
 
@@ -102,6 +102,7 @@ struct settings {
     std::size_t max_size = 16 * 1024 * 1024;
     std::size_t max_fragments = wsx::connection_options{}.max_fragments;
     std::size_t max_connections = 0; // 0: no limit
+    bool quiet = false;               // no line per connection
     wsx::duration open_timeout = wsx::connection_options{}.open_timeout;
     wsx::duration close_timeout = wsx::connection_options{}.close_timeout;
     wsx::duration ping_interval = wsx::connection_options{}.ping_interval;
@@ -114,7 +115,7 @@ struct settings {
                  "usage: echo_server [--host 127.0.0.1] [--port 9001] [--threads N] [--tls CERT KEY]\n"
                  "                   [--no-deflate] [--max-size BYTES] [--max-fragments N]\n"
                  "                   [--max-connections N] [--open-timeout MS] [--close-timeout MS]\n"
-                 "                   [--ping-interval MS] [--ping-timeout MS]\n"
+                 "                   [--ping-interval MS] [--ping-timeout MS] [--quiet]\n"
                  "(timeouts in milliseconds, 0 turns one off; --max-connections 0: no limit)\n",
                  problem);
     std::exit(2);
@@ -146,6 +147,7 @@ settings parse_arguments(int argc, char** argv) {
         else if (arg == "--port") s.port = parse_number<std::uint16_t>(value(), 0, 65535);
         else if (arg == "--threads") s.threads = parse_number<unsigned>(value(), 1, 256);
         else if (arg == "--no-deflate") s.deflate = false;
+        else if (arg == "--quiet") s.quiet = true;
         else if (arg == "--max-size") s.max_size = parse_number<std::size_t>(value(), 1, std::size_t(1) << 40);
         else if (arg == "--max-fragments") s.max_fragments = parse_number<std::size_t>(value(), 1, std::size_t(1) << 40);
         else if (arg == "--max-connections") s.max_connections = parse_number<std::size_t>(value(), 0, 1000000000);
@@ -278,9 +280,10 @@ net::awaitable<void> echo(std::shared_ptr<wsx::async_stream<Layer>> ws, const se
             return service_unavailable();
         });
     }
-    ws->set_http_handler([&peer, over_limit](const wsx::server_request& request) {
+    ws->set_http_handler([&peer, &s, over_limit](const wsx::server_request& request) {
         wsx::http_reply reply = over_limit ? service_unavailable() : answer_plain_request(request);
-        std::fprintf(stderr, "%s http %.*s %.*s -> %d\n", peer.c_str(), static_cast<int>(request.http.method.size()),
+        if (!s.quiet)
+            std::fprintf(stderr, "%s http %.*s %.*s -> %d\n", peer.c_str(), static_cast<int>(request.http.method.size()),
                      request.http.method.data(), static_cast<int>(request.http.target.size()),
                      request.http.target.data(), reply.status);
         return reply;
@@ -299,26 +302,32 @@ net::awaitable<void> echo(std::shared_ptr<wsx::async_stream<Layer>> ws, const se
         }
     });
     wsx::net_error_code ec;
-    co_await ws->async_accept(net::redirect_error(net::use_awaitable, ec));
+    ec = co_await ws->co_accept();
     if (ec) {
         registry.remove(id);
+        if (s.quiet) co_return;
         if (over_limit) std::fprintf(stderr, "%s refused: too many connections (503)\n", peer.c_str());
         else if (wsx::to_std_error(ec) != wsx::error::handshake_rejected)
             std::fprintf(stderr, "%s refused: %s\n", peer.c_str(), ec.message().c_str());
         co_return;
     }
-    const std::string path(ws->connection()->request().path);
-    std::fprintf(stderr, "%s open %s%s\n", peer.c_str(), path.c_str(),
-                 ws->deflate_enabled() ? " (permessage-deflate)" : "");
+    if (!s.quiet) {
+        const std::string path(ws->connection()->request().path);
+        std::fprintf(stderr, "%s open %s%s\n", peer.c_str(), path.c_str(),
+                     ws->deflate_enabled() ? " (permessage-deflate)" : "");
+    }
 
+    // The coroutine forms of async_read and async_write: they run inside
+    // this coroutine instead of spawning one per operation.
     wsx::message message;
     for (;;) {
-        co_await ws->async_read(message, net::redirect_error(net::use_awaitable, ec));
+        ec = co_await ws->co_read(message);
         if (ec) break;
-        co_await ws->async_write(message.text, message.bytes(), net::redirect_error(net::use_awaitable, ec));
+        ec = co_await ws->co_write(message.text, message.bytes());
         if (ec) break;
     }
     registry.remove(id);
+    if (s.quiet) co_return;
     const wsx::close_status& status = ws->get_close_status();
     std::string why;
     if (!status.reason.empty()) why += " " + status.reason;
@@ -331,7 +340,7 @@ net::awaitable<void> serve_plain(tcp::socket socket, const settings& s, session_
     const admission admitted(counter);
     if (!admitted.answer()) co_return; // the socket closes unanswered
     wsx::net_error_code ec;
-    const std::string peer = endpoint_text(socket.remote_endpoint(ec));
+    const std::string peer = s.quiet ? std::string() : endpoint_text(socket.remote_endpoint(ec));
     auto ws = std::make_shared<wsx::async_stream<tcp::socket>>(std::move(socket));
     co_await echo(ws, s, registry, peer, admitted.over_limit());
 }
@@ -341,7 +350,7 @@ net::awaitable<void> serve_tls(tcp::socket socket, net::ssl::context& tls, const
     const admission admitted(counter);
     if (!admitted.answer()) co_return;
     wsx::net_error_code ec;
-    const std::string peer = endpoint_text(socket.remote_endpoint(ec));
+    const std::string peer = s.quiet ? std::string() : endpoint_text(socket.remote_endpoint(ec));
     using layer = net::ssl::stream<tcp::socket>;
     auto ws = std::make_shared<wsx::async_stream<layer>>(std::move(socket), tls);
     // The TLS handshake gets the same bound as the WebSocket one.
@@ -356,7 +365,7 @@ net::awaitable<void> serve_tls(tcp::socket socket, net::ssl::context& tls, const
                                               net::redirect_error(net::use_awaitable, ec));
     guard.cancel();
     if (ec) {
-        std::fprintf(stderr, "%s TLS handshake failed: %s\n", peer.c_str(), ec.message().c_str());
+        if (!s.quiet) std::fprintf(stderr, "%s TLS handshake failed: %s\n", peer.c_str(), ec.message().c_str());
         co_return;
     }
     co_await echo(ws, s, registry, peer, admitted.over_limit());
@@ -365,8 +374,10 @@ net::awaitable<void> serve_tls(tcp::socket socket, net::ssl::context& tls, const
 net::awaitable<void> accept_loop(tcp::acceptor& acceptor, net::ssl::context* tls, const settings& s,
                                  session_registry& registry, connection_counter& counter) {
     for (;;) {
-        // Each connection gets a strand: its operations never run at once.
-        tcp::socket socket(net::make_strand(acceptor.get_executor()));
+        // With several threads each connection gets a strand, so that its
+        // operations never run at once; one thread needs none.
+        tcp::socket socket(s.threads > 1 ? net::any_io_executor(net::make_strand(acceptor.get_executor()))
+                                         : acceptor.get_executor());
         wsx::net_error_code ec;
         co_await acceptor.async_accept(socket, net::redirect_error(net::use_awaitable, ec));
         if (ec == net::error::operation_aborted || !acceptor.is_open()) co_return;

@@ -47,7 +47,8 @@ else
     [[ -x $program ]] || { echo "run_load.sh: $program is not built" >&2; exit 2; }
   done
   names+=(wsx Beast)
-  commands+=("$wsx_server --threads 1 --port 0 --no-deflate" "$beast_server --threads 1 --port 0")
+  # --quiet: no log line per connection (the Beast server writes none either).
+  commands+=("$wsx_server --threads 1 --port 0 --no-deflate --quiet" "$beast_server --threads 1 --port 0")
 fi
 
 # Pin when there are two CPUs to pin to.
