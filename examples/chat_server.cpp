@@ -16,68 +16,48 @@
 #include <wsx/asio/broadcast.hpp>
 #include <wsx/asio/server.hpp>
 
+#include "example_options.hpp"
+
 #include <algorithm>
-#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace net = wsx::net;
 
 namespace {
 
 struct settings {
-    std::string host = "127.0.0.1";
-    std::uint16_t port = 8765;
-    unsigned threads = 1;
+    example::server_settings server{8765};
     std::vector<std::string> origins;
     std::size_t max_connections = 10000;
     double rate = 10;   // messages per second, on average
     double burst = 20;  // messages at once
 };
 
-[[noreturn]] void usage(const char* problem) {
-    std::fprintf(stderr,
-                 "chat_server: %s\n"
-                 "usage: chat_server [--host 127.0.0.1] [--port 8765] [--threads N] [--origin URL]...\n"
-                 "                   [--max-connections N] [--rate MESSAGES_PER_SECOND] [--burst N]\n",
-                 problem);
-    std::exit(2);
-}
-
-template <class Number>
-Number parse_number(std::string_view text, Number lowest, Number highest) {
-    Number value{};
-    const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (result.ec != std::errc() || result.ptr != text.data() + text.size() || value < lowest || value > highest)
-        usage("bad number");
-    return value;
-}
+constexpr example::usage_text chat_usage{
+    "chat_server",
+    "usage: chat_server [--host 127.0.0.1] [--port 8765] [--threads N] [--origin URL]...\n"
+    "                   [--max-connections N] [--rate MESSAGES_PER_SECOND] [--burst N]\n"};
 
 settings parse_arguments(int argc, char** argv) {
     settings s;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        const auto value = [&]() -> std::string_view {
-            if (i + 1 >= argc) usage("missing value");
-            return argv[++i];
-        };
-        if (arg == "--host") s.host = std::string(value());
-        else if (arg == "--port") s.port = parse_number<std::uint16_t>(value(), 0, 65535);
-        else if (arg == "--threads") s.threads = parse_number<unsigned>(value(), 1, 256);
-        else if (arg == "--origin") s.origins.emplace_back(value());
-        else if (arg == "--max-connections") s.max_connections = parse_number<std::size_t>(value(), 1, 1000000);
-        else if (arg == "--rate") s.rate = parse_number<unsigned>(value(), 1, 1000000);
-        else if (arg == "--burst") s.burst = parse_number<unsigned>(value(), 1, 1000000);
-        else if (arg == "--help" || arg == "-h") usage("help");
-        else usage("unknown option");
+    for (example::arguments args(argc, argv, chat_usage); args.next();) {
+        if (args.server_option(s.server)) continue;
+        const std::string_view arg = args.current();
+        if (arg == "--origin") s.origins.emplace_back(args.value());
+        else if (arg == "--max-connections") s.max_connections = args.number<std::size_t>(1, 1000000);
+        else if (arg == "--rate") s.rate = args.number<unsigned>(1, 1000000);
+        else if (arg == "--burst") s.burst = args.number<unsigned>(1, 1000000);
+        else args.unknown_option();
     }
     return s;
 }
@@ -136,11 +116,6 @@ private:
 
 constexpr std::string_view room_prefix = "/chat/";
 
-std::string name_of(const wsx::websocket& ws) {
-    const auto endpoint = ws.remote_endpoint();
-    return endpoint.address().to_string() + ":" + std::to_string(endpoint.port());
-}
-
 } // namespace
 
 int main(int argc, char** argv) {
@@ -149,7 +124,7 @@ int main(int argc, char** argv) {
 
     auto chat = [&](wsx::websocket ws) -> net::awaitable<void> {
         const std::string room(ws.path().substr(room_prefix.size()));
-        const std::string who = name_of(ws);
+        const std::string who = example::endpoint_text(ws.remote_endpoint());
         wsx::broadcast_text(all_rooms.join(room, ws), "* " + who + " joined " + room);
         token_bucket bucket(s.rate, s.burst);
         try {
@@ -168,7 +143,7 @@ int main(int argc, char** argv) {
     };
 
     wsx::server_options options;
-    options.threads = s.threads;
+    options.threads = s.server.threads;
     options.max_connections = s.max_connections;
     options.connection.origins.allowed = s.origins;
     options.connection.max_message_size = 64 * 1024;
@@ -186,10 +161,8 @@ int main(int argc, char** argv) {
     };
 
     try {
-        wsx::server server = wsx::serve(chat, s.host, s.port, options);
-        std::printf("listening on %s:%u\n", server.local_endpoint().address().to_string().c_str(),
-                    static_cast<unsigned>(server.port()));
-        std::fflush(stdout);
+        wsx::server server = wsx::serve(chat, s.server.host, s.server.port, options);
+        example::print_listening(server.local_endpoint());
         net::signal_set signals(server.get_executor(), SIGINT, SIGTERM);
         signals.async_wait([&](const wsx::net_error_code& ec, int) {
             if (!ec) server.stop();

@@ -16,6 +16,8 @@
 #include <wsx/asio/async_stream.hpp>
 #include <wsx/asio/ssl.hpp>
 
+#include "example_options.hpp"
+
 #include <openssl/ssl.h>
 
 #include <charconv>
@@ -24,6 +26,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <optional>
 #include <string>
@@ -50,50 +53,37 @@ struct settings {
     bool scripted() const { return send || size; }
 };
 
-[[noreturn]] void usage(const char* problem) {
-    std::fprintf(stderr,
-                 "client: %s\n"
-                 "usage: client [--no-deflate] [--ca FILE] URI                        (interactive)\n"
-                 "       client [--send MSG | --size BYTES [--binary]] [--count N] [--fragment BYTES]\n"
-                 "              [--no-deflate] [--ca FILE] [--expect-deflate yes|no] [--timeout SECONDS] URI\n",
-                 problem);
-    std::exit(2);
-}
-
-std::size_t parse_size(std::string_view text) {
-    std::size_t value = 0;
-    const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (result.ec != std::errc() || result.ptr != text.data() + text.size()) usage("bad number");
-    return value;
-}
+constexpr example::usage_text client_usage{
+    "client",
+    "usage: client [--no-deflate] [--ca FILE] URI                        (interactive)\n"
+    "       client [--send MSG | --size BYTES [--binary]] [--count N] [--fragment BYTES]\n"
+    "              [--no-deflate] [--ca FILE] [--expect-deflate yes|no] [--timeout SECONDS] URI\n"};
 
 settings parse_arguments(int argc, char** argv) {
+    constexpr std::size_t any_size = std::numeric_limits<std::size_t>::max();
     settings s;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        const auto value = [&]() -> std::string_view {
-            if (i + 1 >= argc) usage("missing value");
-            return argv[++i];
-        };
+    example::arguments args(argc, argv, client_usage);
+    while (args.next()) {
+        const std::string_view arg = args.current();
         if (arg == "--no-deflate") s.deflate = false;
-        else if (arg == "--ca") s.ca_file = std::string(value());
-        else if (arg == "--send") s.send = std::string(value());
-        else if (arg == "--size") s.size = parse_size(value());
+        else if (arg == "--ca") s.ca_file = std::string(args.value());
+        else if (arg == "--send") s.send = std::string(args.value());
+        else if (arg == "--size") s.size = args.number<std::size_t>(0, any_size);
         else if (arg == "--binary") s.binary = true;
-        else if (arg == "--count") s.count = parse_size(value());
-        else if (arg == "--fragment") s.fragment = parse_size(value());
-        else if (arg == "--timeout") s.timeout_seconds = static_cast<unsigned>(parse_size(value()));
+        else if (arg == "--count") s.count = args.number<std::size_t>(0, any_size);
+        else if (arg == "--fragment") s.fragment = args.number<std::size_t>(0, any_size);
+        else if (arg == "--timeout") s.timeout_seconds = static_cast<unsigned>(args.number<std::size_t>(0, any_size));
         else if (arg == "--expect-deflate") {
-            const std::string_view v = value();
-            if (v != "yes" && v != "no") usage("--expect-deflate takes yes or no");
+            const std::string_view v = args.value();
+            if (v != "yes" && v != "no") args.fail("--expect-deflate takes yes or no");
             s.expect_deflate = v == "yes";
-        } else if (arg == "--help" || arg == "-h") usage("help");
-        else if (!arg.empty() && arg.front() == '-') usage("unknown option");
-        else if (s.uri_text.empty()) s.uri_text = std::string(arg);
-        else usage("more than one URI");
+        } else if (arg.empty() || arg.front() != '-') {
+            if (!s.uri_text.empty()) args.fail("more than one URI");
+            s.uri_text = std::string(arg);
+        } else args.unknown_option();
     }
-    if (s.uri_text.empty()) usage("missing URI");
-    if (s.send && s.size) usage("--send and --size exclude each other");
+    if (s.uri_text.empty()) args.fail("missing URI");
+    if (s.send && s.size) args.fail("--send and --size exclude each other");
     return s;
 }
 
@@ -251,7 +241,7 @@ int main(int argc, char** argv) {
     const settings s = parse_arguments(argc, argv);
     std::error_code uri_error;
     const wsx::uri where = wsx::parse_uri(s.uri_text, uri_error);
-    if (uri_error) usage("not a ws:// or wss:// URI");
+    if (uri_error) example::usage(client_usage, "not a ws:// or wss:// URI");
 
     int status = 1;
     try {

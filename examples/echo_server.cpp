@@ -26,13 +26,13 @@
 #include <wsx/asio/async_stream.hpp>
 #include <wsx/asio/ssl.hpp>
 
+#include "example_options.hpp"
+
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <functional>
 #include <map>
@@ -93,9 +93,7 @@ document.getElementById("form").onsubmit = (e) => {
 )html";
 
 struct settings {
-    std::string host = "127.0.0.1";
-    std::uint16_t port = 9001;
-    unsigned threads = 1;
+    example::server_settings server{9001};
     std::string certificate;
     std::string key;
     bool deflate = true;
@@ -109,57 +107,32 @@ struct settings {
     wsx::duration ping_timeout = wsx::connection_options{}.ping_timeout;
 };
 
-[[noreturn]] void usage(const char* problem) {
-    std::fprintf(stderr,
-                 "echo_server: %s\n"
-                 "usage: echo_server [--host 127.0.0.1] [--port 9001] [--threads N] [--tls CERT KEY]\n"
-                 "                   [--no-deflate] [--max-size BYTES] [--max-fragments N]\n"
-                 "                   [--max-connections N] [--open-timeout MS] [--close-timeout MS]\n"
-                 "                   [--ping-interval MS] [--ping-timeout MS] [--quiet]\n"
-                 "(timeouts in milliseconds, 0 turns one off; --max-connections 0: no limit)\n",
-                 problem);
-    std::exit(2);
-}
-
-template <class Number>
-Number parse_number(std::string_view text, Number lowest, Number highest) {
-    Number value{};
-    const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (result.ec != std::errc() || result.ptr != text.data() + text.size() || value < lowest || value > highest)
-        usage("bad number");
-    return value;
-}
-
-// Milliseconds, up to a day; 0 turns the timer off.
-wsx::duration parse_milliseconds(std::string_view text) {
-    return wsx::duration(parse_number<std::int64_t>(text, 0, 24 * 60 * 60 * 1000));
-}
+constexpr example::usage_text echo_usage{
+    "echo_server",
+    "usage: echo_server [--host 127.0.0.1] [--port 9001] [--threads N] [--tls CERT KEY]\n"
+    "                   [--no-deflate] [--max-size BYTES] [--max-fragments N]\n"
+    "                   [--max-connections N] [--open-timeout MS] [--close-timeout MS]\n"
+    "                   [--ping-interval MS] [--ping-timeout MS] [--quiet]\n"
+    "(timeouts in milliseconds, 0 turns one off; --max-connections 0: no limit)\n"};
 
 settings parse_arguments(int argc, char** argv) {
     settings s;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        const auto value = [&]() -> std::string_view {
-            if (i + 1 >= argc) usage("missing value");
-            return argv[++i];
-        };
-        if (arg == "--host") s.host = std::string(value());
-        else if (arg == "--port") s.port = parse_number<std::uint16_t>(value(), 0, 65535);
-        else if (arg == "--threads") s.threads = parse_number<unsigned>(value(), 1, 256);
-        else if (arg == "--no-deflate") s.deflate = false;
+    for (example::arguments args(argc, argv, echo_usage); args.next();) {
+        if (args.server_option(s.server)) continue;
+        const std::string_view arg = args.current();
+        if (arg == "--no-deflate") s.deflate = false;
         else if (arg == "--quiet") s.quiet = true;
-        else if (arg == "--max-size") s.max_size = parse_number<std::size_t>(value(), 1, std::size_t(1) << 40);
-        else if (arg == "--max-fragments") s.max_fragments = parse_number<std::size_t>(value(), 1, std::size_t(1) << 40);
-        else if (arg == "--max-connections") s.max_connections = parse_number<std::size_t>(value(), 0, 1000000000);
-        else if (arg == "--open-timeout") s.open_timeout = parse_milliseconds(value());
-        else if (arg == "--close-timeout") s.close_timeout = parse_milliseconds(value());
-        else if (arg == "--ping-interval") s.ping_interval = parse_milliseconds(value());
-        else if (arg == "--ping-timeout") s.ping_timeout = parse_milliseconds(value());
+        else if (arg == "--max-size") s.max_size = args.number<std::size_t>(1, std::size_t(1) << 40);
+        else if (arg == "--max-fragments") s.max_fragments = args.number<std::size_t>(1, std::size_t(1) << 40);
+        else if (arg == "--max-connections") s.max_connections = args.number<std::size_t>(0, 1000000000);
+        else if (arg == "--open-timeout") s.open_timeout = args.milliseconds();
+        else if (arg == "--close-timeout") s.close_timeout = args.milliseconds();
+        else if (arg == "--ping-interval") s.ping_interval = args.milliseconds();
+        else if (arg == "--ping-timeout") s.ping_timeout = args.milliseconds();
         else if (arg == "--tls") {
-            s.certificate = std::string(value());
-            s.key = std::string(value());
-        } else if (arg == "--help" || arg == "-h") usage("help");
-        else usage("unknown option");
+            s.certificate = std::string(args.value());
+            s.key = std::string(args.value());
+        } else args.unknown_option();
     }
     return s;
 }
@@ -238,12 +211,6 @@ wsx::http_reply service_unavailable() {
     reply.body = "too many connections\n";
     reply.headers.push_back({"Retry-After", "1"});
     return reply;
-}
-
-std::string endpoint_text(const tcp::endpoint& endpoint) {
-    const net::ip::address address = endpoint.address();
-    std::string text = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
-    return text + ":" + std::to_string(endpoint.port());
 }
 
 wsx::http_reply answer_plain_request(const wsx::server_request& request) {
@@ -340,7 +307,7 @@ net::awaitable<void> serve_plain(tcp::socket socket, const settings& s, session_
     const admission admitted(counter);
     if (!admitted.answer()) co_return; // the socket closes unanswered
     wsx::net_error_code ec;
-    const std::string peer = s.quiet ? std::string() : endpoint_text(socket.remote_endpoint(ec));
+    const std::string peer = s.quiet ? std::string() : example::endpoint_text(socket.remote_endpoint(ec));
     auto ws = std::make_shared<wsx::async_stream<tcp::socket>>(std::move(socket));
     co_await echo(ws, s, registry, peer, admitted.over_limit());
 }
@@ -350,7 +317,7 @@ net::awaitable<void> serve_tls(tcp::socket socket, net::ssl::context& tls, const
     const admission admitted(counter);
     if (!admitted.answer()) co_return;
     wsx::net_error_code ec;
-    const std::string peer = s.quiet ? std::string() : endpoint_text(socket.remote_endpoint(ec));
+    const std::string peer = s.quiet ? std::string() : example::endpoint_text(socket.remote_endpoint(ec));
     using layer = net::ssl::stream<tcp::socket>;
     auto ws = std::make_shared<wsx::async_stream<layer>>(std::move(socket), tls);
     // The TLS handshake gets the same bound as the WebSocket one.
@@ -376,7 +343,7 @@ net::awaitable<void> accept_loop(tcp::acceptor& acceptor, net::ssl::context* tls
     for (;;) {
         // With several threads each connection gets a strand, so that its
         // operations never run at once; one thread needs none.
-        tcp::socket socket(s.threads > 1 ? net::any_io_executor(net::make_strand(acceptor.get_executor()))
+        tcp::socket socket(s.server.threads > 1 ? net::any_io_executor(net::make_strand(acceptor.get_executor()))
                                          : acceptor.get_executor());
         wsx::net_error_code ec;
         co_await acceptor.async_accept(socket, net::redirect_error(net::use_awaitable, ec));
@@ -394,7 +361,7 @@ net::awaitable<void> accept_loop(tcp::acceptor& acceptor, net::ssl::context* tls
 int main(int argc, char** argv) {
     const settings s = parse_arguments(argc, argv);
     try {
-        net::io_context io(static_cast<int>(s.threads));
+        net::io_context io(static_cast<int>(s.server.threads));
 
         std::unique_ptr<net::ssl::context> tls;
         if (!s.certificate.empty()) {
@@ -407,7 +374,7 @@ int main(int argc, char** argv) {
         }
 
         tcp::acceptor acceptor(io);
-        const tcp::endpoint endpoint(net::ip::make_address(s.host), s.port);
+        const tcp::endpoint endpoint(net::ip::make_address(s.server.host), s.server.port);
         acceptor.open(endpoint.protocol());
         acceptor.set_option(net::socket_base::reuse_address(true));
         acceptor.bind(endpoint);
@@ -427,11 +394,10 @@ int main(int argc, char** argv) {
 
         net::co_spawn(io, accept_loop(acceptor, tls.get(), s, registry, counter), net::detached);
 
-        std::printf("listening on %s\n", endpoint_text(acceptor.local_endpoint()).c_str());
-        std::fflush(stdout);
+        example::print_listening(acceptor.local_endpoint());
 
         std::vector<std::thread> threads;
-        for (unsigned i = 1; i < s.threads; ++i) threads.emplace_back([&io] { io.run(); });
+        for (unsigned i = 1; i < s.server.threads; ++i) threads.emplace_back([&io] { io.run(); });
         io.run();
         for (std::thread& t : threads) t.join();
     } catch (const std::exception& e) {

@@ -11,13 +11,13 @@
 #include <wsx/asio/broadcast.hpp>
 #include <wsx/asio/server.hpp>
 
+#include "example_options.hpp"
+
 #include <atomic>
-#include <charconv>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -29,43 +29,21 @@ namespace net = wsx::net;
 namespace {
 
 struct settings {
-    std::string host = "127.0.0.1";
-    std::uint16_t port = 8766;
-    unsigned threads = 1;
+    example::server_settings server{8766};
     unsigned interval_ms = 1000;
 };
 
-[[noreturn]] void usage(const char* problem) {
-    std::fprintf(stderr,
-                 "log_server: %s\n"
-                 "usage: log_server [--host 127.0.0.1] [--port 8766] [--threads N] [--interval-ms 1000]\n",
-                 problem);
-    std::exit(2);
-}
-
-template <class Number>
-Number parse_number(std::string_view text, Number lowest, Number highest) {
-    Number value{};
-    const auto result = std::from_chars(text.data(), text.data() + text.size(), value);
-    if (result.ec != std::errc() || result.ptr != text.data() + text.size() || value < lowest || value > highest)
-        usage("bad number");
-    return value;
-}
+constexpr example::usage_text log_usage{
+    "log_server",
+    "usage: log_server [--host 127.0.0.1] [--port 8766] [--threads N] [--interval-ms 1000]\n"};
 
 settings parse_arguments(int argc, char** argv) {
     settings s;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        const auto value = [&]() -> std::string_view {
-            if (i + 1 >= argc) usage("missing value");
-            return argv[++i];
-        };
-        if (arg == "--host") s.host = std::string(value());
-        else if (arg == "--port") s.port = parse_number<std::uint16_t>(value(), 0, 65535);
-        else if (arg == "--threads") s.threads = parse_number<unsigned>(value(), 1, 256);
-        else if (arg == "--interval-ms") s.interval_ms = parse_number<unsigned>(value(), 1, 3600000);
-        else if (arg == "--help" || arg == "-h") usage("help");
-        else usage("unknown option");
+    for (example::arguments args(argc, argv, log_usage); args.next();) {
+        if (args.server_option(s.server)) continue;
+        const std::string_view arg = args.current();
+        if (arg == "--interval-ms") s.interval_ms = args.number<unsigned>(1, 3600000);
+        else args.unknown_option();
     }
     return s;
 }
@@ -129,13 +107,11 @@ int main(int argc, char** argv) {
     };
 
     wsx::server_options options;
-    options.threads = s.threads;
+    options.threads = s.server.threads;
     options.log = wsx::stderr_logger();
     try {
-        wsx::server server = wsx::serve(subscriber, s.host, s.port, options);
-        std::printf("listening on %s:%u\n", server.local_endpoint().address().to_string().c_str(),
-                    static_cast<unsigned>(server.port()));
-        std::fflush(stdout);
+        wsx::server server = wsx::serve(subscriber, s.server.host, s.server.port, options);
+        example::print_listening(server.local_endpoint());
         // The publisher has a strand of its own: the signal handler, on any
         // of the server's threads, reaches its timer through it.
         const auto publisher = net::make_strand(server.get_executor());

@@ -34,6 +34,9 @@ import sys
 import tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # common.py, whatever the working directory
+from common import make_certificates  # noqa: E402
+
 TIMEOUT = 120
 SKIP = 77
 SIZES = [0, 1, 125, 126, 65535, 65536, 1024 * 1024, 16 * 1024 * 1024]
@@ -46,30 +49,6 @@ class Failure(Exception):
 def check(condition, what):
     if not condition:
         raise Failure(what)
-
-
-def make_certificates(directory):
-    """A CA and a server certificate it signed for 127.0.0.1 and localhost."""
-    d = pathlib.Path(directory)
-
-    def openssl(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=TIMEOUT)
-
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"), "-days", "1",
-            "-subj", "/CN=wsx echo test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"), "-subj", "/CN=localhost")
-    (d / "server.ext").write_text("basicConstraints=critical,CA:FALSE\n"
-                                  "keyUsage=critical,digitalSignature\n"
-                                  "extendedKeyUsage=serverAuth\n"
-                                  "subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"),
-            "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "1",
-            "-extfile", str(d / "server.ext"), "-out", str(d / "server.pem"))
-    return d / "ca.pem", d / "server.pem", d / "server.key"
 
 
 class Server:
@@ -138,7 +117,7 @@ def case_echo(args, tls, deflate):
     with tempfile.TemporaryDirectory() as directory:
         extra, ca = [], None
         if tls:
-            ca, cert, key = make_certificates(directory)
+            ca, cert, key = make_certificates(directory, TIMEOUT)
             extra = ["--tls", str(cert), str(key)]
         server = echo_server(args, *extra)
         try:
@@ -258,7 +237,7 @@ def case_python_client(args, tls, deflate):
     with tempfile.TemporaryDirectory() as directory:
         extra, context = [], None
         if tls:
-            ca, cert, key = make_certificates(directory)
+            ca, cert, key = make_certificates(directory, TIMEOUT)
             extra = ["--tls", str(cert), str(key)]
             context = ssl.create_default_context(cafile=str(ca))
         server = echo_server(args, *extra)
@@ -321,7 +300,7 @@ def case_node_client(args, tls, deflate):
     with tempfile.TemporaryDirectory() as directory:
         extra, client_extra = [], []
         if tls:
-            ca, cert, key = make_certificates(directory)
+            ca, cert, key = make_certificates(directory, TIMEOUT)
             extra = ["--tls", str(cert), str(key)]
             client_extra = ["--ca", str(ca)]
         server = echo_server(args, *extra)

@@ -10,38 +10,16 @@ CA with --ca and must also refuse the server without it. Every process runs
 under a timeout, so the test cannot hang.
 """
 
-import os
 import pathlib
 import subprocess
 import sys
 import tempfile
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # common.py, whatever the working directory
+from common import make_certificates  # noqa: E402
+
 TIMEOUT = 30
-
-
-def make_certificates(directory):
-    """A CA and a certificate it signed for 127.0.0.1, as PEM files."""
-    d = pathlib.Path(directory)
-
-    def openssl(*args):
-        subprocess.run(["openssl", *args], check=True, capture_output=True, timeout=TIMEOUT)
-
-    openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", str(d / "ca.key"), "-out", str(d / "ca.pem"), "-days", "1",
-            "-subj", "/CN=wsx interop test CA",
-            "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-            "-keyout", str(d / "server.key"), "-out", str(d / "server.csr"), "-subj", "/CN=127.0.0.1")
-    (d / "server.ext").write_text("basicConstraints=critical,CA:FALSE\n"
-                                  "keyUsage=critical,digitalSignature\n"
-                                  "extendedKeyUsage=serverAuth\n"
-                                  "subjectAltName=IP:127.0.0.1\n")
-    openssl("x509", "-req", "-in", str(d / "server.csr"), "-CA", str(d / "ca.pem"),
-            "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "1",
-            "-extfile", str(d / "server.ext"), "-out", str(d / "server.pem"))
-    return d / "ca.pem", d / "server.pem", d / "server.key"
 
 
 def start_server(extra):
@@ -68,7 +46,7 @@ def main():
     with tempfile.TemporaryDirectory() as directory:
         extra = []
         if tls:
-            ca, cert, key = make_certificates(directory)
+            ca, cert, key = make_certificates(directory, TIMEOUT)
             extra = ["--cert", str(cert), "--key", str(key)]
         server, port = start_server(extra)
         try:
