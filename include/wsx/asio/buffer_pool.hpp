@@ -26,7 +26,7 @@ public:
     // (allocating and zero-filling a megabyte per message costs more than
     // the message's copies), and a burst of them pins no more than that.
     static constexpr std::size_t max_kept = 64;
-    static constexpr std::size_t max_kept_bytes = 8 * 1024 * 1024;
+    static constexpr std::size_t max_kept_bytes = 16 * 1024 * 1024;
 
     buffer_pool() {
         inputs_.reserve(max_kept);
