@@ -1,5 +1,7 @@
 #include <wsx/deflate.hpp>
 
+#include "support/zlib_counter.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <zlib.h>
@@ -161,28 +163,7 @@ std::optional<bytes> strict_inflate(const bytes& payload, int window_bits) {
     return out;
 }
 
-// Counts zlib's allocations through the z_stream hooks.
-struct zlib_counter {
-    std::size_t live = 0;
-    std::size_t calls = 0;
-    static void* allocate(void* opaque, uInt items, uInt size) {
-        auto* self = static_cast<zlib_counter*>(opaque);
-        const std::size_t n = std::size_t{items} * size;
-        auto* block = static_cast<std::size_t*>(std::malloc(n + sizeof(std::size_t)));
-        if (block == nullptr) return Z_NULL;
-        *block = n;
-        self->live += n;
-        ++self->calls;
-        return block + 1;
-    }
-    static void deallocate(void* opaque, void* address) {
-        auto* self = static_cast<zlib_counter*>(opaque);
-        auto* block = static_cast<std::size_t*>(address) - 1;
-        self->live -= *block;
-        std::free(block);
-    }
-    wsx::zlib_allocator hooks() { return {&allocate, &deallocate, this}; }
-};
+using wsx::test::zlib_counter;
 
 } // namespace
 

@@ -1,5 +1,7 @@
 #include <wsx/extension.hpp>
 
+#include "support/same_extensions.hpp"
+
 #include <catch2/catch.hpp>
 
 #include <string>
@@ -33,17 +35,7 @@ std::error_code parse_error(std::string_view value) {
 extension_param param(std::string name) { return {std::move(name), std::nullopt}; }
 extension_param param(std::string name, std::string value) { return {std::move(name), std::move(value)}; }
 
-bool same(const std::vector<extension>& a, const std::vector<extension>& b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (a[i].name != b[i].name || a[i].params.size() != b[i].params.size()) return false;
-        for (std::size_t j = 0; j < a[i].params.size(); ++j) {
-            if (a[i].params[j].name != b[i].params[j].name || a[i].params[j].value != b[i].params[j].value)
-                return false;
-        }
-    }
-    return true;
-}
+using wsx::test::same_extensions;
 
 } // namespace
 
@@ -62,7 +54,7 @@ TEST_CASE("extensions with parameters, values and several elements") {
         {"permessage-deflate", {param("server_max_window_bits", "10"), param("client_no_context_takeover")}},
         {"x-other", {param("q", "quoted")}},
     };
-    CHECK(same(exts, expected));
+    CHECK(same_extensions(exts, expected));
 }
 
 TEST_CASE("quoted-string values are unescaped and must then be tokens") {
@@ -91,8 +83,8 @@ TEST_CASE("quoted-string values are unescaped and must then be tokens") {
 
 TEST_CASE("whitespace around separators") {
     const std::vector<extension> expected{{"a", {param("p"), param("q", "1")}}, {"b", {}}};
-    CHECK(same(parse_ok("a;p;q=1,b"), expected));
-    CHECK(same(parse_ok(" \ta \t; \tp\t ;q \t= \t1 \t, \tb \t"), expected));
+    CHECK(same_extensions(parse_ok("a;p;q=1,b"), expected));
+    CHECK(same_extensions(parse_ok(" \ta \t; \tp\t ;q \t= \t1 \t, \tb \t"), expected));
     // Whitespace inside a token splits it: malformed.
     CHECK(parse_error("a b") == error::bad_extension_offer);
     CHECK(parse_error("a; p q") == error::bad_extension_offer);
@@ -104,9 +96,9 @@ TEST_CASE("whitespace around separators") {
 
 TEST_CASE("empty list elements are ignored (RFC 7230 §7)") {
     const std::vector<extension> expected{{"a", {}}, {"b", {param("p")}}};
-    CHECK(same(parse_ok("a, , b; p"), expected));
-    CHECK(same(parse_ok(",a,,,b;p,"), expected));
-    CHECK(same(parse_ok(" , a ,\t, b ; p , "), expected));
+    CHECK(same_extensions(parse_ok("a, , b; p"), expected));
+    CHECK(same_extensions(parse_ok(",a,,,b;p,"), expected));
+    CHECK(same_extensions(parse_ok(" , a ,\t, b ; p , "), expected));
     CHECK(parse_ok("").empty());
     CHECK(parse_ok(" , ,").empty());
 }
@@ -142,7 +134,7 @@ TEST_CASE("parse appends; several header lines add up like one joined by commas"
         std::vector<extension> out;
         REQUIRE_FALSE(wsx::parse_extensions(std::string_view(whole).substr(0, i), out));
         REQUIRE_FALSE(wsx::parse_extensions(std::string_view(whole).substr(i + 1), out));
-        CHECK(same(out, expected));
+        CHECK(same_extensions(out, expected));
     }
 }
 
@@ -198,7 +190,7 @@ TEST_CASE("parse, format, parse gives the same extensions") {
         const auto first = parse_ok(value);
         const std::string formatted = wsx::format_extensions(first);
         const auto second = parse_ok(formatted);
-        CHECK(same(first, second));
+        CHECK(same_extensions(first, second));
         CHECK(wsx::format_extensions(second) == formatted);
     }
 }

@@ -4,6 +4,7 @@
 
 #include "support/connection_pair.hpp"
 #include "support/loopback_server.hpp"
+#include "support/stream_echo.hpp"
 #include "support/test_stream.hpp"
 
 #include <catch2/catch.hpp>
@@ -172,18 +173,7 @@ template <class Layer>
 void echo_server(wsx::stream<Layer>& ws, server_outcome& out) {
     ws.accept(out.accept_ec);
     if (out.accept_ec) return;
-    wsx::message m;
-    for (;;) {
-        ws.read(m, out.end_ec);
-        if (out.end_ec) break;
-        if (m.text) {
-            ws.write_text(m.data, out.end_ec);
-        } else {
-            ws.write_binary(m.data, out.end_ec);
-        }
-        if (out.end_ec) break;
-        ++out.echoed;
-    }
+    wsx::test::echo_messages(ws, out.end_ec, out.echoed);
     out.status = ws.get_close_status();
 }
 
@@ -248,6 +238,22 @@ void check_clean_run(const pipe_run& run) {
     CHECK(run.server_torn_down);
 }
 
+// The run of `settings` with one side's layer failing from its I/O call `n`
+// on: `side` is &pipe_settings::client_fail_at or ::server_fail_at.
+pipe_run run_failing_at(pipe_settings settings, std::size_t pipe_settings::*side, std::size_t n) {
+    settings.*side = n;
+    return run_over_pipes<test_stream>(settings);
+}
+
+// After a failing layer, whichever side it was: both layers were torn down
+// and neither side ended by waiting out its time limit.
+void check_ended_without_hanging(const pipe_run& run) {
+    CHECK(run.client_torn_down);
+    CHECK(run.server_torn_down);
+    CHECK(run.client.ec != std::errc::timed_out);
+    CHECK(run.server.end_ec != std::errc::timed_out);
+}
+
 } // namespace
 
 TEST_CASE("stream: client and server over in-memory pipes") {
@@ -277,13 +283,8 @@ TEST_CASE("stream: every failing I/O call ends both sides with an error, and not
         // closing handshake is complete: its failure changes nothing.
         for (std::size_t n = 0; n < clean.client_calls; ++n) {
             INFO("client fails at I/O call " << n << " of " << clean.client_calls);
-            pipe_settings failing = settings;
-            failing.client_fail_at = n;
-            const pipe_run run = run_over_pipes<test_stream>(failing);
-            CHECK(run.client_torn_down);
-            CHECK(run.server_torn_down);
-            CHECK(run.client.ec != std::errc::timed_out);
-            CHECK(run.server.end_ec != std::errc::timed_out);
+            const pipe_run run = run_failing_at(settings, &pipe_settings::client_fail_at, n);
+            check_ended_without_hanging(run);
             if (n + 1 < clean.client_calls) {
                 CHECK(run.client.ec == std::errc::connection_reset);
                 // The server's loop ended too: the stream ended under a
@@ -301,14 +302,9 @@ TEST_CASE("stream: every failing I/O call ends both sides with an error, and not
     SECTION("the server's layer fails") {
         for (std::size_t n = 0; n < clean.server_calls; ++n) {
             INFO("server fails at I/O call " << n << " of " << clean.server_calls);
-            pipe_settings failing = settings;
-            failing.server_fail_at = n;
-            const pipe_run run = run_over_pipes<test_stream>(failing);
-            CHECK(run.client_torn_down);
-            CHECK(run.server_torn_down);
+            const pipe_run run = run_failing_at(settings, &pipe_settings::server_fail_at, n);
+            check_ended_without_hanging(run);
             CHECK(run.client.ec);
-            CHECK(run.client.ec != std::errc::timed_out);
-            CHECK(run.server.end_ec != std::errc::timed_out);
             CHECK(run.server_calls == n + 1);
             // The server's last call sends its close frame: failing it
             // still leaves the client without a clean close.
@@ -356,6 +352,25 @@ std::string header_value(const std::string& head, const std::string& name) {
     if (at == std::string::npos) return {};
     const std::size_t start = at + name.size() + 2;
     return head.substr(start, head.find("\r\n", start) - start);
+}
+
+// What a server stream did with a request it failed to accept: the error,
+// every byte it answered until the end, and whether it tore its layer down.
+struct failed_accept {
+    std::error_code ec;
+    std::string answer;
+    bool torn_down = false;
+};
+
+failed_accept accept_from_raw_peer(std::string_view request, const wsx::request_handler& handler) {
+    auto ends = make_test_stream_pair();
+    wsx::stream<test_stream&> server(ends.second);
+    write_raw(ends.first, request);
+    failed_accept out;
+    server.accept(handler, out.ec);
+    out.answer = read_until_end(ends.first);
+    out.torn_down = ends.second.torn_down();
+    return out;
 }
 
 std::string as_text(const wsx::test::bytes& b) { return std::string(b.begin(), b.end()); }
@@ -465,27 +480,18 @@ TEST_CASE("stream: a request handler chooses the subprotocol or refuses") {
         CHECK(header_value(read_head(ends.first), "Sec-WebSocket-Protocol") == "superchat");
     }
     SECTION("refused with the handler's status and headers") {
-        auto ends = make_test_stream_pair();
-        wsx::stream<test_stream&> server(ends.second);
-        write_raw(ends.first, request_for("/forbidden"));
-        std::error_code ec;
-        server.accept(handler, ec);
-        CHECK(ec == wsx::error::handshake_rejected);
-        CHECK(ec == wsx::condition::handshake_failed);
-        const std::string answer = read_until_end(ends.first);
-        CHECK(answer.rfind("HTTP/1.1 404 ", 0) == 0);
-        CHECK(header_value(answer, "X-Reason") == "not here");
-        CHECK(ends.second.torn_down());
+        const failed_accept refused = accept_from_raw_peer(request_for("/forbidden"), handler);
+        CHECK(refused.ec == wsx::error::handshake_rejected);
+        CHECK(refused.ec == wsx::condition::handshake_failed);
+        CHECK(refused.answer.rfind("HTTP/1.1 404 ", 0) == 0);
+        CHECK(header_value(refused.answer, "X-Reason") == "not here");
+        CHECK(refused.torn_down);
     }
     SECTION("an answer that cannot be sent gives 500 and invalid_argument") {
-        auto ends = make_test_stream_pair();
-        wsx::stream<test_stream&> server(ends.second);
-        write_raw(ends.first, request_for("/bad-answer"));
-        std::error_code ec;
-        server.accept(handler, ec);
-        CHECK(ec == std::errc::invalid_argument);
-        CHECK(read_until_end(ends.first).rfind("HTTP/1.1 500 ", 0) == 0);
-        CHECK(ends.second.torn_down());
+        const failed_accept refused = accept_from_raw_peer(request_for("/bad-answer"), handler);
+        CHECK(refused.ec == std::errc::invalid_argument);
+        CHECK(refused.answer.rfind("HTTP/1.1 500 ", 0) == 0);
+        CHECK(refused.torn_down);
     }
 }
 
@@ -666,25 +672,30 @@ void tcp_echo(wsx::tcp_socket socket, server_outcome& out) {
             ws.close(wsx::close_code::going_away, "server going away", out.end_ec);
             break;
         }
-        if (m.text) {
-            ws.write_text(m.data, out.end_ec);
-        } else {
-            ws.write_binary(m.data, out.end_ec);
-        }
+        wsx::test::write_back(ws, m, out.end_ec);
         if (out.end_ec) break;
         ++out.echoed;
     }
     out.status = ws.get_close_status();
 }
 
+// A tcp_echo server for one connection, reporting into `seen`.
+one_connection_server start_tcp_echo(server_outcome& seen) {
+    return one_connection_server([&seen](wsx::tcp_socket socket) { tcp_echo(std::move(socket), seen); });
+}
+
+// A client socket connected to `server`, which must be listening.
+wsx::tcp_socket connect_to(const one_connection_server& server) {
+    REQUIRE_FALSE(server.listen_error());
+    return connect_loopback(server.port());
+}
+
 } // namespace
 
 TEST_CASE("stream: loopback TCP, text and binary from 0 B to 3 MiB") {
     server_outcome seen;
-    one_connection_server server([&](wsx::tcp_socket socket) { tcp_echo(std::move(socket), seen); });
-    REQUIRE_FALSE(server.listen_error());
-
-    wsx::stream<wsx::tcp_socket> ws(connect_loopback(server.port()));
+    one_connection_server server = start_tcp_echo(seen);
+    wsx::stream<wsx::tcp_socket> ws(connect_to(server));
     ws.set_options(large_message_options());
     ws.handshake("127.0.0.1:" + std::to_string(server.port()), "/echo?size=all");
 
@@ -716,10 +727,8 @@ TEST_CASE("stream: loopback TCP, text and binary from 0 B to 3 MiB") {
 
 TEST_CASE("stream: loopback TCP, ping and pong") {
     server_outcome seen;
-    one_connection_server server([&](wsx::tcp_socket socket) { tcp_echo(std::move(socket), seen); });
-    REQUIRE_FALSE(server.listen_error());
-
-    wsx::stream<wsx::tcp_socket> ws(connect_loopback(server.port()));
+    one_connection_server server = start_tcp_echo(seen);
+    wsx::stream<wsx::tcp_socket> ws(connect_to(server));
     std::vector<std::string> pongs;
     ws.set_control_callback([&](wsx::event_type type, wsx::const_bytes payload) {
         if (type == wsx::event_type::pong) pongs.emplace_back(wsx::as_string_view(payload));
@@ -743,9 +752,8 @@ TEST_CASE("stream: loopback TCP, ping and pong") {
 TEST_CASE("stream: loopback TCP, close codes and reasons both ways") {
     SECTION("the client closes") {
         server_outcome seen;
-        one_connection_server server([&](wsx::tcp_socket socket) { tcp_echo(std::move(socket), seen); });
-        REQUIRE_FALSE(server.listen_error());
-        wsx::stream<wsx::tcp_socket> ws(connect_loopback(server.port()));
+        one_connection_server server = start_tcp_echo(seen);
+        wsx::stream<wsx::tcp_socket> ws(connect_to(server));
         ws.handshake("localhost", "/");
         ws.close(static_cast<wsx::close_code>(4000), "client is done");
         CHECK_FALSE(ws.is_open());
@@ -766,9 +774,8 @@ TEST_CASE("stream: loopback TCP, close codes and reasons both ways") {
     }
     SECTION("the server closes") {
         server_outcome seen;
-        one_connection_server server([&](wsx::tcp_socket socket) { tcp_echo(std::move(socket), seen); });
-        REQUIRE_FALSE(server.listen_error());
-        wsx::stream<wsx::tcp_socket> ws(connect_loopback(server.port()));
+        one_connection_server server = start_tcp_echo(seen);
+        wsx::stream<wsx::tcp_socket> ws(connect_to(server));
         ws.handshake("localhost", "/");
         ws.write_text("close please");
         wsx::message m;

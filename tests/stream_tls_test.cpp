@@ -4,6 +4,7 @@
 #include <wsx/tls.hpp>
 
 #include "support/loopback_server.hpp"
+#include "support/stream_echo.hpp"
 #include "support/test_certificates.hpp"
 
 #include <catch2/catch.hpp>
@@ -33,18 +34,7 @@ void tls_echo(wsx::tcp_socket socket, wsx::tls_context& context, const wsx::conn
     ws.accept(out.accept_ec);
     if (out.accept_ec) return;
     out.deflate = ws.deflate_enabled();
-    wsx::message m;
-    for (;;) {
-        ws.read(m, out.end_ec);
-        if (out.end_ec) break;
-        if (m.text) {
-            ws.write_text(m.data, out.end_ec);
-        } else {
-            ws.write_binary(m.data, out.end_ec);
-        }
-        if (out.end_ec) break;
-        ++out.echoed;
-    }
+    wsx::test::echo_messages(ws, out.end_ec, out.echoed);
 }
 
 wsx::tls_context server_context(const wsx_test::test_pki& pki) {

@@ -13,6 +13,8 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <memory>
+#include <optional>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -205,23 +207,43 @@ wsx::tcp_socket connect_to(const char* host, std::uint16_t port) {
     return socket;
 }
 
-} // namespace
-
-TEST_CASE("tls handshake and echo with the right CA, then close_notify") {
+// What most tests below start from: contexts from the test PKI, and a
+// server on a loopback port with a TCP connection to it, over which the
+// test runs TLS. Members are destroyed in reverse: the socket closes before
+// the server is joined, and the contexts outlive both.
+struct tls_fixture {
     wsx::tls_context server_ctx = server_context();
     wsx::tls_context client_ctx = client_context();
+    std::optional<test_server> server;
+    wsx::tcp_socket socket;
+
+    // Starts the server in `mode` with server_ctx as it is now, and connects.
+    void connect(server_mode mode, const char* host = "127.0.0.1") {
+        server.emplace(server_ctx, mode, host);
+        REQUIRE_FALSE(server->listen_error());
+        socket = connect_to(host, server->port());
+    }
+};
+
+// Names the server to verify, then runs the client's handshake into `ec`.
+template <class Stream>
+void client_handshake(Stream& client, const char* hostname, std::error_code& ec) {
+    client.set_hostname(hostname, ec);
+    REQUIRE_FALSE(ec);
+    client.handshake(ec);
+}
+
+} // namespace
+
+TEST_CASE_METHOD(tls_fixture, "tls handshake and echo with the right CA, then close_notify") {
     const char* version = GENERATE("TLS 1.2", "TLS 1.3");
     INFO(version);
     if (std::string(version) == "TLS 1.2") SSL_CTX_set_max_proto_version(server_ctx.native_handle(), TLS1_2_VERSION);
 
-    test_server server(server_ctx, server_mode::echo);
-    REQUIRE_FALSE(server.listen_error());
-    wsx::tcp_socket socket = connect_to("127.0.0.1", server.port());
+    connect(server_mode::echo);
     wsx::tls_stream<wsx::tcp_socket&> client(socket, client_ctx);
     std::error_code ec;
-    client.set_hostname("localhost", ec);
-    REQUIRE_FALSE(ec);
-    client.handshake(ec);
+    client_handshake(client, "localhost", ec);
     INFO(ec.message());
     REQUIRE_FALSE(ec);
     CHECK(SSL_version(client.native_handle()) ==
@@ -247,7 +269,7 @@ TEST_CASE("tls handshake and echo with the right CA, then close_notify") {
     CHECK_FALSE(ec);
     CHECK_FALSE(socket.is_open());
 
-    const server_outcome outcome = server.finish();
+    const server_outcome outcome = server->finish();
     CHECK_FALSE(outcome.handshake);
     CHECK(outcome.sni == "localhost");
     CHECK(outcome.echoed == 14 + big.size());
@@ -255,16 +277,11 @@ TEST_CASE("tls handshake and echo with the right CA, then close_notify") {
     CHECK(outcome.last == wsx::error::end_of_stream);
 }
 
-TEST_CASE("tls close_notify from the server reads as end_of_stream") {
-    wsx::tls_context server_ctx = server_context();
-    wsx::tls_context client_ctx = client_context();
-    test_server server(server_ctx, server_mode::bye_then_teardown);
-    REQUIRE_FALSE(server.listen_error());
-    wsx::tcp_socket socket = connect_to("127.0.0.1", server.port());
+TEST_CASE_METHOD(tls_fixture, "tls close_notify from the server reads as end_of_stream") {
+    connect(server_mode::bye_then_teardown);
     wsx::tls_stream<wsx::tcp_socket&> client(socket, client_ctx);
     std::error_code ec;
-    client.set_hostname("localhost", ec);
-    client.handshake(ec);
+    client_handshake(client, "localhost", ec);
     REQUIRE_FALSE(ec);
     CHECK(read_exactly(client, 3, ec) == "bye");
     REQUIRE_FALSE(ec);
@@ -275,21 +292,16 @@ TEST_CASE("tls close_notify from the server reads as end_of_stream") {
     // Answering with our own close_notify to a peer that may be gone is fine.
     teardown(client, ec);
     CHECK_FALSE(ec);
-    const server_outcome outcome = server.finish();
+    const server_outcome outcome = server->finish();
     CHECK_FALSE(outcome.handshake);
     CHECK_FALSE(outcome.last);
 }
 
-TEST_CASE("tls end of the TCP stream without close_notify is a truncation") {
-    wsx::tls_context server_ctx = server_context();
-    wsx::tls_context client_ctx = client_context();
-    test_server server(server_ctx, server_mode::echo_once_then_drop);
-    REQUIRE_FALSE(server.listen_error());
-    wsx::tcp_socket socket = connect_to("127.0.0.1", server.port());
+TEST_CASE_METHOD(tls_fixture, "tls end of the TCP stream without close_notify is a truncation") {
+    connect(server_mode::echo_once_then_drop);
     wsx::tls_stream<wsx::tcp_socket&> client(socket, client_ctx);
     std::error_code ec;
-    client.set_hostname("localhost", ec);
-    client.handshake(ec);
+    client_handshake(client, "localhost", ec);
     REQUIRE_FALSE(ec);
     write_all(client, std::string("once"), ec);
     REQUIRE_FALSE(ec);
@@ -305,20 +317,14 @@ TEST_CASE("tls end of the TCP stream without close_notify is a truncation") {
     // After a fatal error no close_notify is sent; the TCP layer still closes.
     teardown(client, ec);
     CHECK_FALSE(socket.is_open());
-    CHECK_FALSE(server.finish().handshake);
+    CHECK_FALSE(server->finish().handshake);
 }
 
-TEST_CASE("tls verification fails on a wrong hostname") {
-    wsx::tls_context server_ctx = server_context();
-    wsx::tls_context client_ctx = client_context();
-    test_server server(server_ctx, server_mode::echo);
-    REQUIRE_FALSE(server.listen_error());
-    wsx::tcp_socket socket = connect_to("127.0.0.1", server.port());
+TEST_CASE_METHOD(tls_fixture, "tls verification fails on a wrong hostname") {
+    connect(server_mode::echo);
     wsx::tls_stream<wsx::tcp_socket&> client(socket, client_ctx);
     std::error_code ec;
-    client.set_hostname("wrong.example", ec);
-    REQUIRE_FALSE(ec);
-    client.handshake(ec);
+    client_handshake(client, "wrong.example", ec);
     CHECK(ec.category() == wsx::tls_verify_category());
     CHECK(ec.value() == X509_V_ERR_HOSTNAME_MISMATCH);
     CHECK(ec.message() == "hostname mismatch");
@@ -329,24 +335,18 @@ TEST_CASE("tls verification fails on a wrong hostname") {
     teardown(client, ec);
     CHECK_FALSE(socket.is_open());
     // The client's alert told the server why.
-    const server_outcome outcome = server.finish();
+    const server_outcome outcome = server->finish();
     CHECK(outcome.handshake);
     CHECK(outcome.sni == "wrong.example");
 }
 
-TEST_CASE("tls verification checks IP addresses") {
-    wsx::tls_context server_ctx = server_context();
-    wsx::tls_context client_ctx = client_context();
+TEST_CASE_METHOD(tls_fixture, "tls verification checks IP addresses") {
     const char* name = GENERATE("127.0.0.1", "127.0.0.2");
     INFO(name);
-    test_server server(server_ctx, server_mode::echo);
-    REQUIRE_FALSE(server.listen_error());
-    wsx::tcp_socket socket = connect_to("127.0.0.1", server.port());
+    connect(server_mode::echo);
     wsx::tls_stream<wsx::tcp_socket&> client(socket, client_ctx);
     std::error_code ec;
-    client.set_hostname(name, ec);
-    REQUIRE_FALSE(ec);
-    client.handshake(ec);
+    client_handshake(client, name, ec);
     if (std::string(name) == "127.0.0.1") {
         CHECK_FALSE(ec);
     } else {
@@ -355,62 +355,50 @@ TEST_CASE("tls verification checks IP addresses") {
     }
     teardown(client, ec);
     // RFC 6066 §3: no SNI for an IP address.
-    CHECK(server.finish().sni.empty());
+    CHECK(server->finish().sni.empty());
 }
 
-TEST_CASE("tls over ::1 verifies the bracketed IPv6 address") {
-    wsx::tls_context server_ctx = server_context();
-    wsx::tls_context client_ctx = client_context();
-    test_server server(server_ctx, server_mode::echo, "::1");
-    if (server.listen_error()) {
-        WARN("no IPv6 loopback here, skipped: " << server.listen_error().message());
+TEST_CASE_METHOD(tls_fixture, "tls over ::1 verifies the bracketed IPv6 address") {
+    server.emplace(server_ctx, server_mode::echo, "::1");
+    if (server->listen_error()) {
+        WARN("no IPv6 loopback here, skipped: " << server->listen_error().message());
         return;
     }
-    wsx::tcp_socket socket = connect_to("::1", server.port());
+    socket = connect_to("::1", server->port());
     wsx::tls_stream<wsx::tcp_socket&> client(socket, client_ctx);
     std::error_code ec;
-    client.set_hostname("[::1]", ec);
-    REQUIRE_FALSE(ec);
-    client.handshake(ec);
+    client_handshake(client, "[::1]", ec);
     INFO(ec.message());
     CHECK_FALSE(ec);
     teardown(client, ec);
     CHECK_FALSE(ec);
-    CHECK(server.finish().last == wsx::error::end_of_stream);
+    CHECK(server->finish().last == wsx::error::end_of_stream);
 }
 
-TEST_CASE("tls verification fails with an unknown CA") {
-    wsx::tls_context server_ctx = server_context();
+TEST_CASE_METHOD(tls_fixture, "tls verification fails with an unknown CA") {
     // The system store, or only some other CA: neither knows the test CA.
     const bool system_store = GENERATE(true, false);
     INFO("system store: " << system_store);
-    wsx::tls_context client_ctx(wsx::tls_role::client,
-                                 system_store ? wsx::tls_ca_store::system : wsx::tls_ca_store::none);
+    client_ctx = wsx::tls_context(wsx::tls_role::client,
+                                  system_store ? wsx::tls_ca_store::system : wsx::tls_ca_store::none);
     if (!system_store) {
         std::error_code ec;
         client_ctx.add_ca_pem(wsx_test::make_test_ca("another CA").certificate_pem, ec);
         REQUIRE_FALSE(ec);
     }
-    test_server server(server_ctx, server_mode::echo);
-    REQUIRE_FALSE(server.listen_error());
-    wsx::tcp_socket socket = connect_to("127.0.0.1", server.port());
+    connect(server_mode::echo);
     wsx::tls_stream<wsx::tcp_socket&> client(socket, client_ctx);
     std::error_code ec;
-    client.set_hostname("localhost", ec);
-    client.handshake(ec);
+    client_handshake(client, "localhost", ec);
     CHECK(ec.category() == wsx::tls_verify_category());
     CHECK(ec.value() == X509_V_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY);
     CHECK(ec.message() == "unable to get local issuer certificate");
     teardown(client, ec);
-    CHECK(server.finish().handshake);
+    CHECK(server->finish().handshake);
 }
 
-TEST_CASE("tls client refuses to handshake without a hostname unless told not to verify") {
-    wsx::tls_context server_ctx = server_context();
-    wsx::tls_context client_ctx = client_context();
-    test_server server(server_ctx, server_mode::echo);
-    REQUIRE_FALSE(server.listen_error());
-    wsx::tcp_socket socket = connect_to("127.0.0.1", server.port());
+TEST_CASE_METHOD(tls_fixture, "tls client refuses to handshake without a hostname unless told not to verify") {
+    connect(server_mode::echo);
     std::error_code ec;
     {
         wsx::tls_stream<wsx::tcp_socket&> client(socket, client_ctx);
@@ -431,19 +419,14 @@ TEST_CASE("tls client refuses to handshake without a hostname unless told not to
     CHECK_FALSE(ec);
     teardown(unverified, ec);
     CHECK_FALSE(ec);
-    CHECK(server.finish().last == wsx::error::end_of_stream);
+    CHECK(server->finish().last == wsx::error::end_of_stream);
 }
 
-TEST_CASE("tls works over any NextLayer: one byte per call, with its own teardown") {
-    wsx::tls_context server_ctx = server_context();
-    wsx::tls_context client_ctx = client_context();
-    test_server server(server_ctx, server_mode::echo);
-    REQUIRE_FALSE(server.listen_error());
-    wsx::tcp_socket socket = connect_to("127.0.0.1", server.port());
+TEST_CASE_METHOD(tls_fixture, "tls works over any NextLayer: one byte per call, with its own teardown") {
+    connect(server_mode::echo);
     wsx::tls_stream<trickle::layer> client(trickle::layer{socket}, client_ctx);
     std::error_code ec;
-    client.set_hostname("localhost", ec);
-    client.handshake(ec);
+    client_handshake(client, "localhost", ec);
     REQUIRE_FALSE(ec);
     write_all(client, std::string("drip"), ec);
     REQUIRE_FALSE(ec);
@@ -454,21 +437,16 @@ TEST_CASE("tls works over any NextLayer: one byte per call, with its own teardow
     CHECK_FALSE(ec);
     CHECK(trickle::teardowns == before + 1);
     CHECK_FALSE(socket.is_open());
-    CHECK(server.finish().last == wsx::error::end_of_stream);
+    CHECK(server->finish().last == wsx::error::end_of_stream);
 }
 
-TEST_CASE("tls works inside tls") {
-    wsx::tls_context server_ctx = server_context();
-    wsx::tls_context client_ctx = client_context();
-    test_server server(server_ctx, server_mode::nested_echo);
-    REQUIRE_FALSE(server.listen_error());
-    wsx::tcp_socket socket = connect_to("127.0.0.1", server.port());
+TEST_CASE_METHOD(tls_fixture, "tls works inside tls") {
+    connect(server_mode::nested_echo);
     wsx::tls_stream<wsx::tcp_socket&> outer(socket, client_ctx);
     wsx::tls_stream<wsx::tls_stream<wsx::tcp_socket&>&> inner(outer, client_ctx);
     std::error_code ec;
     outer.set_hostname("localhost", ec);
-    inner.set_hostname("localhost", ec);
-    inner.handshake(ec); // runs the outer handshake on the way
+    client_handshake(inner, "localhost", ec); // runs the outer handshake on the way
     INFO(ec.message());
     REQUIRE_FALSE(ec);
     write_all(inner, std::string("nested"), ec);
@@ -478,7 +456,7 @@ TEST_CASE("tls works inside tls") {
     teardown(inner, ec); // inner close_notify, outer close_notify, TCP
     CHECK_FALSE(ec);
     CHECK_FALSE(socket.is_open());
-    const server_outcome outcome = server.finish();
+    const server_outcome outcome = server->finish();
     CHECK_FALSE(outcome.handshake);
     CHECK(outcome.echoed == 6);
     CHECK(outcome.last == wsx::error::end_of_stream);
@@ -512,7 +490,7 @@ TEST_CASE("tls contexts report bad PEM and mismatched keys with OpenSSL's reason
     CHECK(SSL_CTX_get_verify_mode(client.native_handle()) == SSL_VERIFY_PEER);
 }
 
-TEST_CASE("tls contexts load certificates, keys and CAs from files") {
+TEST_CASE_METHOD(tls_fixture, "tls contexts load certificates, keys and CAs from files") {
     std::string directory = (std::filesystem::temp_directory_path() / "wsx-tls-test-XXXXXX").string();
     REQUIRE(::mkdtemp(&directory[0]) != nullptr);
     const std::string base = directory;
@@ -524,47 +502,41 @@ TEST_CASE("tls contexts load certificates, keys and CAs from files") {
     const std::string key = write_file("key.pem", pki().server.private_key_pem);
     const std::string ca = write_file("ca.pem", pki().ca.certificate_pem);
 
+    // Fresh contexts that get everything from the files.
     std::error_code ec;
-    wsx::tls_context server_ctx(wsx::tls_role::server);
+    server_ctx = wsx::tls_context(wsx::tls_role::server);
     server_ctx.use_certificate_chain_file(chain, ec);
     CHECK_FALSE(ec);
     server_ctx.use_private_key_file(key, ec);
     CHECK_FALSE(ec);
-    wsx::tls_context client_ctx(wsx::tls_role::client, wsx::tls_ca_store::none);
+    client_ctx = wsx::tls_context(wsx::tls_role::client, wsx::tls_ca_store::none);
     client_ctx.load_ca_file(ca, ec);
     CHECK_FALSE(ec);
     for (const std::string& path : {chain, key, ca}) std::remove(path.c_str());
     ::rmdir(directory.c_str());
 
-    test_server server(server_ctx, server_mode::echo);
-    REQUIRE_FALSE(server.listen_error());
-    wsx::tcp_socket socket = connect_to("127.0.0.1", server.port());
+    connect(server_mode::echo);
     wsx::tls_stream<wsx::tcp_socket&> client(socket, client_ctx);
-    client.set_hostname("localhost", ec);
-    client.handshake(ec);
+    client_handshake(client, "localhost", ec);
     INFO(ec.message());
     CHECK_FALSE(ec);
     teardown(client, ec);
-    CHECK(server.finish().last == wsx::error::end_of_stream);
+    CHECK(server->finish().last == wsx::error::end_of_stream);
 }
 
-TEST_CASE("tls streams are movable and keep their context alive") {
-    wsx::tls_context server_ctx = server_context();
-    test_server server(server_ctx, server_mode::echo);
-    REQUIRE_FALSE(server.listen_error());
-    wsx::tcp_socket socket = connect_to("127.0.0.1", server.port());
-    auto client_ctx = std::make_unique<wsx::tls_context>(client_context());
-    wsx::tls_stream<wsx::tcp_socket> first(std::move(socket), *client_ctx);
-    client_ctx.reset(); // the stream holds its own reference on the SSL_CTX
+TEST_CASE_METHOD(tls_fixture, "tls streams are movable and keep their context alive") {
+    connect(server_mode::echo);
+    auto short_lived_ctx = std::make_unique<wsx::tls_context>(client_context());
+    wsx::tls_stream<wsx::tcp_socket> first(std::move(socket), *short_lived_ctx);
+    short_lived_ctx.reset(); // the stream holds its own reference on the SSL_CTX
     wsx::tls_stream<wsx::tcp_socket> client(std::move(first));
     std::error_code ec;
-    client.set_hostname("localhost", ec);
-    client.handshake(ec);
+    client_handshake(client, "localhost", ec);
     REQUIRE_FALSE(ec);
     write_all(client, std::string("moved"), ec);
     CHECK(read_exactly(client, 5, ec) == "moved");
     teardown(client, ec);
     CHECK_FALSE(ec);
     CHECK_FALSE(client.next_layer().is_open());
-    CHECK(server.finish().last == wsx::error::end_of_stream);
+    CHECK(server->finish().last == wsx::error::end_of_stream);
 }

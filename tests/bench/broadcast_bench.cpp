@@ -13,18 +13,12 @@
 #include <wsx/asio/client.hpp>
 #include <wsx/asio/server.hpp>
 
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include "bench_support.hpp"
 
 #include <algorithm>
-#include <charconv>
 #include <chrono>
-#include <csignal>
 #include <cstdio>
-#include <cstdlib>
 #include <string>
-#include <string_view>
 #include <vector>
 
 namespace net = wsx::net;
@@ -41,23 +35,9 @@ struct settings {
 
 settings parse_arguments(int argc, char** argv) {
     settings s;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        if (arg == "--deflate") {
-            s.deflate = true;
-            continue;
-        }
-        if (i + 1 >= argc) {
-            std::fprintf(stderr, "usage: wsx_bench_broadcast [--connections N] [--rounds N] [--size BYTES] [--deflate]\n");
-            std::exit(2);
-        }
-        const std::string_view value = argv[++i];
-        std::size_t n = 0;
-        std::from_chars(value.data(), value.data() + value.size(), n);
-        if (arg == "--connections") s.connections = n;
-        else if (arg == "--rounds") s.rounds = n;
-        else if (arg == "--size") s.size = n;
-    }
+    const char* usage = "wsx_bench_broadcast [--connections N] [--rounds N] [--size BYTES] [--deflate]";
+    wsx::bench::parse_command_line(argc, argv, usage, {{"--deflate", s.deflate}},
+                                   {{"--connections", s.connections}, {"--rounds", s.rounds}, {"--size", s.size}});
     return s;
 }
 
@@ -87,13 +67,7 @@ settings parse_arguments(int argc, char** argv) {
         }
     };
     wsx::server server = wsx::serve(handler, "127.0.0.1", 0, options);
-    const std::uint16_t port = server.port();
-    if (write(port_pipe, &port, sizeof port) != sizeof port) std::_Exit(1);
-    close(port_pipe);
-    net::signal_set signals(server.get_executor(), SIGTERM);
-    signals.async_wait([&](const wsx::net_error_code&, int) { server.stop(); });
-    server.wait();
-    std::_Exit(0);
+    wsx::bench::serve_until_terminated(server, port_pipe);
 }
 
 double median(std::vector<double> v) {
@@ -157,25 +131,7 @@ void run_clients(std::uint16_t port, const settings& s) {
 
 int main(int argc, char** argv) {
     const settings s = parse_arguments(argc, argv);
-    rlimit limit{};
-    getrlimit(RLIMIT_NOFILE, &limit);
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
-    int fds[2];
-    if (pipe(fds) != 0) return 1;
-    const pid_t child = fork();
-    if (child < 0) return 1;
-    if (child == 0) {
-        close(fds[0]);
-        run_server(s, fds[1]);
-    }
-    close(fds[1]);
-    std::uint16_t port = 0;
-    if (read(fds[0], &port, sizeof port) != sizeof port) return 1;
-    close(fds[0]);
-    run_clients(port, s);
-    kill(child, SIGTERM);
-    int status = 0;
-    waitpid(child, &status, 0);
-    return 0;
+    return wsx::bench::run_beside_child_server(
+        [&](int port_pipe) { run_server(s, port_pipe); },
+        [&](const wsx::bench::child_server& child) { run_clients(child.port, s); });
 }

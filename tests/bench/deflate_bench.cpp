@@ -11,6 +11,8 @@
 //   work into buffers it owns, so the difference is wsx's overhead.
 #include <wsx/deflate.hpp>
 
+#include "../support/zlib_counter.hpp"
+
 #include <benchmark/benchmark.h>
 #include <zlib.h>
 
@@ -24,25 +26,7 @@ namespace {
 
 using bytes = std::vector<std::uint8_t>;
 
-struct zlib_counter {
-    std::size_t live = 0;
-    static void* allocate(void* opaque, uInt items, uInt size) {
-        auto* self = static_cast<zlib_counter*>(opaque);
-        const std::size_t n = std::size_t{items} * size;
-        auto* block = static_cast<std::size_t*>(std::malloc(n + sizeof(std::size_t)));
-        if (block == nullptr) return Z_NULL;
-        *block = n;
-        self->live += n;
-        return block + 1;
-    }
-    static void deallocate(void* opaque, void* address) {
-        auto* self = static_cast<zlib_counter*>(opaque);
-        auto* block = static_cast<std::size_t*>(address) - 1;
-        self->live -= *block;
-        std::free(block);
-    }
-    wsx::zlib_allocator hooks() { return {&allocate, &deallocate, this}; }
-};
+using wsx::test::zlib_counter;
 
 // JSON-like messages, distinct from one another but alike in shape.
 std::vector<bytes> json_messages(std::size_t count, std::size_t size) {

@@ -16,18 +16,15 @@
 #include <wsx/asio/client.hpp>
 #include <wsx/asio/server.hpp>
 
-#include <sys/resource.h>
-#include <sys/wait.h>
-#include <unistd.h>
+#include "bench_support.hpp"
 
-#include <charconv>
+#include <sys/types.h>
+
 #include <chrono>
-#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <string>
-#include <string_view>
 #include <vector>
 
 namespace net = wsx::net;
@@ -38,36 +35,17 @@ namespace {
 struct settings {
     std::size_t connections = 10000;
     bool deflate = false;
-    unsigned threads = 1;
+    std::size_t threads = 1;
     std::size_t message_size = 5;
 };
 
 settings parse_arguments(int argc, char** argv) {
     settings s;
-    for (int i = 1; i < argc; ++i) {
-        const std::string_view arg = argv[i];
-        if (arg == "--deflate") {
-            s.deflate = true;
-        } else if ((arg == "--connections" || arg == "--threads" || arg == "--message-size") && i + 1 < argc) {
-            const std::string_view value = argv[++i];
-            std::size_t n = 0;
-            std::from_chars(value.data(), value.data() + value.size(), n);
-            if (arg == "--connections") s.connections = n;
-            else if (arg == "--threads") s.threads = static_cast<unsigned>(n);
-            else s.message_size = n;
-        } else {
-            std::fprintf(stderr, "usage: wsx_bench_idle_memory [--connections N] [--deflate] [--threads N] [--message-size N]\n");
-            std::exit(2);
-        }
-    }
+    const char* usage = "wsx_bench_idle_memory [--connections N] [--deflate] [--threads N] [--message-size N]";
+    wsx::bench::parse_command_line(
+        argc, argv, usage, {{"--deflate", s.deflate}},
+        {{"--connections", s.connections}, {"--threads", s.threads}, {"--message-size", s.message_size}});
     return s;
-}
-
-void raise_file_limit() {
-    rlimit limit{};
-    getrlimit(RLIMIT_NOFILE, &limit);
-    limit.rlim_cur = limit.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &limit);
 }
 
 long rss_kib(pid_t pid) {
@@ -81,20 +59,14 @@ long rss_kib(pid_t pid) {
 
 [[noreturn]] void run_server(const settings& s, int port_pipe) {
     wsx::server_options options;
-    options.threads = s.threads;
+    options.threads = static_cast<unsigned>(s.threads);
     options.backlog = 4096;
     if (s.deflate) options.connection.deflate.emplace();
     auto idle = [](wsx::websocket ws) -> net::awaitable<void> {
         while (auto message = co_await ws.receive()) co_await ws.send(*message);
     };
     wsx::server server = wsx::serve(idle, "127.0.0.1", 0, options);
-    const std::uint16_t port = server.port();
-    if (write(port_pipe, &port, sizeof port) != sizeof port) std::_Exit(1);
-    close(port_pipe);
-    net::signal_set signals(server.get_executor(), SIGTERM);
-    signals.async_wait([&](const wsx::net_error_code&, int) { server.stop(); });
-    server.wait();
-    std::_Exit(0);
+    wsx::bench::serve_until_terminated(server, port_pipe);
 }
 
 // Opens `count` connections, at most `in_flight` handshakes at a time.
@@ -155,7 +127,7 @@ void measure(std::uint16_t port, pid_t server, const settings& s, std::size_t wa
     std::this_thread::sleep_for(1000ms); // let the server settle
     const long after = rss_kib(server);
     const std::size_t opened = clients.size() - first_new;
-    std::printf("connections=%zu deflate=%s threads=%u message=%zuB failures=%zu rss_before_kib=%ld rss_after_kib=%ld "
+    std::printf("connections=%zu deflate=%s threads=%zu message=%zuB failures=%zu rss_before_kib=%ld rss_after_kib=%ld "
                 "bytes_per_connection=%.0f (opened and exercised in %.1f s)\n",
                 opened, s.deflate ? "yes" : "no", s.threads, s.message_size, failures, before, after,
                 opened > 0 ? (after - before) * 1024.0 / static_cast<double>(opened) : 0.0, seconds);
@@ -169,22 +141,7 @@ void measure(std::uint16_t port, pid_t server, const settings& s, std::size_t wa
 
 int main(int argc, char** argv) {
     const settings s = parse_arguments(argc, argv);
-    raise_file_limit();
-    int fds[2];
-    if (pipe(fds) != 0) return 1;
-    const pid_t child = fork();
-    if (child < 0) return 1;
-    if (child == 0) {
-        close(fds[0]);
-        run_server(s, fds[1]);
-    }
-    close(fds[1]);
-    std::uint16_t port = 0;
-    if (read(fds[0], &port, sizeof port) != sizeof port) return 1;
-    close(fds[0]);
-    measure(port, child, s, 16);
-    kill(child, SIGTERM);
-    int status = 0;
-    waitpid(child, &status, 0);
-    return 0;
+    return wsx::bench::run_beside_child_server(
+        [&](int port_pipe) { run_server(s, port_pipe); },
+        [&](const wsx::bench::child_server& child) { measure(child.port, child.pid, s, 16); });
 }

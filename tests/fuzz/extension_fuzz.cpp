@@ -2,28 +2,14 @@
 // parses, formats and parses again to the same extensions and text.
 #include <wsx/extension.hpp>
 
+#include "../support/same_extensions.hpp"
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
 #include <string_view>
 #include <vector>
-
-namespace {
-
-bool same(const std::vector<wsx::extension>& a, const std::vector<wsx::extension>& b) {
-    if (a.size() != b.size()) return false;
-    for (std::size_t i = 0; i < a.size(); ++i) {
-        if (a[i].name != b[i].name || a[i].params.size() != b[i].params.size()) return false;
-        for (std::size_t j = 0; j < a[i].params.size(); ++j) {
-            if (a[i].params[j].name != b[i].params[j].name || a[i].params[j].value != b[i].params[j].value)
-                return false;
-        }
-    }
-    return true;
-}
-
-} // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
     const std::string_view input(reinterpret_cast<const char*>(data), size);
@@ -41,7 +27,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string formatted = wsx::format_extensions(first);
     std::vector<wsx::extension> second;
     if (wsx::parse_extensions(formatted, second)) std::abort();
-    if (!same(first, second)) std::abort();
+    if (!wsx::test::same_extensions(first, second)) std::abort();
     if (wsx::format_extensions(second) != formatted) std::abort();
     return 0;
 }
