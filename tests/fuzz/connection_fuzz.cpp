@@ -200,11 +200,16 @@ struct run {
 
     // Writes the output away: checks it and hands it to the peer.
     void drain() {
-        const const_bytes out = under_test.pending_output();
-        if (transport_closed_and_drained) expect(out.empty(), "output after the transport was to be closed");
-        checker.check(out);
-        peer.receive(out);
-        under_test.consume_output(out.size());
+        // Consuming all the output may queue one pong, owed for a ping that
+        // came while the output was above its limit (it is sent once the
+        // output drains): a second round writes it, and nothing follows.
+        for (int round = 0; round < 2 && under_test.pending_output_size() > 0; ++round) {
+            const const_bytes out = under_test.pending_output();
+            if (transport_closed_and_drained) expect(out.empty(), "output after the transport was to be closed");
+            checker.check(out);
+            peer.receive(out);
+            under_test.consume_output(out.size());
+        }
         expect(under_test.pending_output_size() == 0, "output left after consuming all of it");
         if (under_test.should_close_transport()) transport_closed_and_drained = true;
         while (const event ev = peer.next_event()) {

@@ -78,11 +78,15 @@ inline std::vector<recorded> collect(connection& c) {
     return out;
 }
 
-// Takes everything a connection wants to write.
+// Takes everything a connection wants to write (consuming it may queue a
+// pong held back while the output was full: that is taken too).
 inline bytes drain(connection& c) {
-    const const_bytes out = c.pending_output();
-    bytes copy(out.begin(), out.end());
-    c.consume_output(out.size());
+    bytes copy;
+    while (c.pending_output_size() > 0) {
+        const const_bytes out = c.pending_output();
+        copy.insert(copy.end(), out.begin(), out.end());
+        c.consume_output(out.size());
+    }
     return copy;
 }
 
