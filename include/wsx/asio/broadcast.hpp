@@ -66,12 +66,15 @@ namespace detail {
 // goes to: the plain frame made at once, compressed ones on first use.
 class prepared_message {
 public:
-    prepared_message(bool text, const_bytes payload) : text_(text), payload_(payload.begin(), payload.end()) {
-        frame(payload_, false, plain_);
+    prepared_message(bool text, const_bytes payload) : text_(text) {
+        header_size_ = frame(payload, false, plain_);
     }
 
     bool text() const noexcept { return text_; }
-    const_bytes payload() const noexcept { return payload_; }
+    // The payload is kept once, inside the plain frame.
+    const_bytes payload() const noexcept {
+        return const_bytes(plain_.data() + header_size_, plain_.size() - header_size_);
+    }
     const_bytes plain_frame() const noexcept { return plain_; }
 
     // The frame compressed for connections that agreed on `params` without
@@ -79,7 +82,7 @@ public:
     // message is under the threshold: then the plain frame serves).
     const_bytes compressed_frame(const deflate_params& params, const deflate_options& options) {
         if (!params.our_no_context_takeover) return {};
-        if (payload_.size() < options.compress_threshold) return plain_frame();
+        if (payload().size() < options.compress_threshold) return plain_frame();
         std::lock_guard<std::mutex> lock(mutex_);
         for (const auto& entry : compressed_) {
             if (entry->window_bits == params.our_max_window_bits && entry->level == options.compression_level &&
@@ -88,7 +91,7 @@ public:
         }
         deflater compressor(params, options);
         std::vector<std::uint8_t> compressed;
-        if (compressor.compress(payload_, true, compressed)) return {};
+        if (compressor.compress(payload(), true, compressed)) return {};
         auto entry = std::make_unique<compressed_entry>();
         entry->window_bits = params.our_max_window_bits;
         entry->level = options.compression_level;
@@ -107,7 +110,8 @@ private:
     };
 
     // RFC 6455 §5.1: a server MUST NOT mask its frames, so one frame fits all.
-    void frame(const std::vector<std::uint8_t>& payload, bool compressed, std::vector<std::uint8_t>& out) const {
+    // Writes one whole unmasked frame into `out`; returns its header's size.
+    std::size_t frame(const_bytes payload, bool compressed, std::vector<std::uint8_t>& out) const {
         frame_header h;
         h.fin = true;
         h.op = text_ ? opcode::text : opcode::binary;
@@ -119,10 +123,11 @@ private:
         out.resize(header_size + payload.size());
         write_frame_header(h, mutable_bytes(out.data(), header_size));
         std::copy(payload.begin(), payload.end(), out.begin() + static_cast<std::ptrdiff_t>(header_size));
+        return header_size;
     }
 
     bool text_;
-    std::vector<std::uint8_t> payload_;
+    std::size_t header_size_ = 0;
     std::vector<std::uint8_t> plain_;
     std::mutex mutex_;
     std::vector<std::unique_ptr<compressed_entry>> compressed_;
