@@ -636,11 +636,7 @@ private:
             read_pending = false;
             lend();
             conn->receive(const_bytes(start_bytes, n));
-            if (ec && teardown_type::is_end_of_stream(ec)) {
-                conn->receive_eof();
-                ec = {};
-            }
-            co_return ec;
+            co_return take_end_of_stream(ec);
         }
 
         // Reads from the layer straight into the connection's buffer.
@@ -679,11 +675,14 @@ private:
             read_pending = false;
             reading_into_buffer = false;
             conn->commit(n);
-            if (ec && teardown_type::is_end_of_stream(ec)) {
-                conn->receive_eof();
-                ec = {};
-            }
-            return ec;
+            return take_end_of_stream(ec);
+        }
+        // The layer's end of stream is the peer's EOF for the connection,
+        // not an error.
+        net_error_code take_end_of_stream(net_error_code ec) {
+            if (!ec || !teardown_type::is_end_of_stream(ec)) return ec;
+            conn->receive_eof();
+            return {};
         }
 
         // After a failed read: the connection's own close event when it
