@@ -77,6 +77,28 @@ TEST_CASE("messages of every kind cross a client-server pair under every chunkin
     }
 }
 
+TEST_CASE("connections share one options object without copying it") {
+    const auto shared = std::make_shared<const connection_options>(test::fixed_options());
+    connection client(role::client, shared);
+    connection server(role::server, shared);
+    CHECK(&client.options() == shared.get());
+    CHECK(server.shared_options() == shared);
+    CHECK(shared.use_count() == 3);
+
+    // Deflate agreed without deflate options: the defaults apply (a 4 KiB
+    // message is over their compress_threshold, so it goes compressed).
+    client.open_without_handshake(deflate_params{});
+    server.open_without_handshake(deflate_params{});
+    const std::string text = repeat('z', 4096);
+    REQUIRE_FALSE(client.send_text(text));
+    const bytes wire(client.pending_output().begin(), client.pending_output().end());
+    REQUIRE(wire.size() < text.size());
+    CHECK((wire[0] & 0x40) != 0); // RSV1: compressed (RFC 7692 §6)
+    const auto events = test::feed(server, wire, chunking::whole);
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].data == text);
+}
+
 TEST_CASE("client frames are masked with the injected key; server frames are not") {
     test::connection_pair p;
     REQUIRE_FALSE(p.client.send_text("Hello"));

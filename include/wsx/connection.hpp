@@ -106,13 +106,16 @@ struct accept_options {
 class connection {
 public:
     connection(role r, connection_options options = {})
-        : role_(r), options_(std::move(options)) {
-        if (!options_.random) options_.random = default_random_source();
-    }
+        : connection(r, std::make_shared<const connection_options>(std::move(options))) {}
+    // Options shared by many connections (a server's), never copied: an
+    // idle connection then costs a pointer for them, not a copy.
+    connection(role r, std::shared_ptr<const connection_options> options)
+        : role_(r), options_(options ? std::move(options) : std::make_shared<const connection_options>()) {}
 
     role get_role() const noexcept { return role_; }
     state get_state() const noexcept { return state_; }
-    const connection_options& options() const noexcept { return options_; }
+    const connection_options& options() const noexcept { return *options_; }
+    const std::shared_ptr<const connection_options>& shared_options() const noexcept { return options_; }
     // The error that failed the connection, if any (sticky), and the close
     // code its close event reports (1011 for a keepalive timeout), known
     // before that event is read.
@@ -267,6 +270,19 @@ public:
     std::error_code send_prepared(const_bytes frames);
 
 private:
+    // The options' random source, else the CSPRNG (wsx/random.hpp).
+    void random_fill(mutable_bytes out) const {
+        if (options_->random) options_->random(out);
+        else fill_random(out);
+    }
+
+    // The deflate options in force (the defaults when a caller opened the
+    // connection with deflate parameters but without options for it).
+    const deflate_options& deflate_settings() const noexcept {
+        static const deflate_options defaults;
+        return options_->deflate ? *options_->deflate : defaults;
+    }
+
     static const_bytes as_bytes(std::string_view s) noexcept {
         return {reinterpret_cast<const std::uint8_t*>(s.data()), s.size()};
     }
@@ -302,7 +318,7 @@ private:
 
     role role_;
     state state_ = state::connecting;
-    connection_options options_;
+    std::shared_ptr<const connection_options> options_;
     std::error_code error_;
     close_code failure_code_ = close_code::abnormal;
     bool eof_ = false;
@@ -342,8 +358,8 @@ private:
     // A pong owed to the peer, coalesced while the output is above its limit
     // (RFC 6455 §5.5.3 allows answering only the most recent ping).
     bool pong_owed_ = false;
-    std::uint8_t pong_payload_[max_control_payload]{};
-    std::size_t pong_size_ = 0;
+    // Its payload: a keepalive's few bytes fit inside the string itself.
+    std::string pong_payload_;
 
     // The handshake, kept apart: only its bytes and parse results live here.
     struct handshake_state {
@@ -363,8 +379,13 @@ private:
     std::unique_ptr<handshake_state> hs_;
     std::string subprotocol_;
     std::optional<deflate_params> deflate_;
-    deflater deflater_;
-    inflater inflater_;
+    // permessage-deflate's streams, only for a connection that agreed on it
+    // (a connection without it saves their room).
+    struct compression {
+        deflater out;
+        inflater in;
+    };
+    std::unique_ptr<compression> zlib_;
 
     // Time.
     std::optional<time_point> now_;
@@ -457,15 +478,15 @@ inline event connection::next_event() {
             // to (incompressible data), so it gets DEFLATE's worst-case growth
             // on top: a message of exactly the limit still gets through.
             const bool compressed = (h.rsv & rsv1_bit) || (in_message_ && message_compressed_ && h.op == opcode::continuation);
-            const std::size_t frame_limit = compressed ? deflate_bound(options_.max_frame_size) : options_.max_frame_size;
+            const std::size_t frame_limit = compressed ? deflate_bound(options_->max_frame_size) : options_->max_frame_size;
             if (!is_control(h.op) && h.payload_length > frame_limit)
                 return fail(error::frame_too_big, close_code::message_too_big);
             // Only a continuation adds to the bytes already received; a
             // message that ended counts nothing against the next one.
             const std::size_t received =
-                h.op == opcode::continuation && in_message_ ? std::min(message_size_, options_.max_message_size) : 0;
+                h.op == opcode::continuation && in_message_ ? std::min(message_size_, options_->max_message_size) : 0;
             if (!is_control(h.op) && !(h.rsv & rsv1_bit) && !(in_message_ && message_compressed_) &&
-                h.payload_length > options_.max_message_size - received)
+                h.payload_length > options_->max_message_size - received)
                 return fail(error::message_too_big, close_code::message_too_big);
             const std::size_t total = parsed.size + static_cast<std::size_t>(h.payload_length);
             if (unread.size() >= total) {
@@ -511,8 +532,7 @@ inline event connection::process_frame(const frame_header& h, mutable_bytes payl
             // send a Pong frame in response ... with identical Application data".
             if (!close_sent_) {
                 pong_owed_ = true;
-                pong_size_ = payload.size();
-                if (!payload.empty()) std::memcpy(pong_payload_, payload.data(), payload.size());
+                pong_payload_.assign(reinterpret_cast<const char*>(payload.data()), payload.size());
                 flush_pending_pong();
             }
             ev.type = event_type::ping;
@@ -542,9 +562,9 @@ inline event connection::process_frame(const frame_header& h, mutable_bytes payl
         // connection" first; a client waits for that, up to the close timeout.
         if (role_ == role::server || eof_) {
             close_transport_ = true;
-        } else if (now_ && options_.close_timeout.count() > 0) {
-            close_deadline_ = *now_ + options_.close_timeout;
-        } else if (options_.close_timeout.count() == 0) {
+        } else if (now_ && options_->close_timeout.count() > 0) {
+            close_deadline_ = *now_ + options_->close_timeout;
+        } else if (options_->close_timeout.count() == 0) {
             close_transport_ = true;
         }
         return close_event(received.code, received.reason, by_peer);
@@ -572,16 +592,16 @@ inline event connection::process_frame(const frame_header& h, mutable_bytes payl
         // RFC 7692 §6.1: RSV1 is set on the first frame of a message only.
         if (h.rsv & rsv1_bit) return fail(error::reserved_bits_set, close_code::protocol_error);
     }
-    if (++message_fragments_ > options_.max_fragments)
+    if (++message_fragments_ > options_->max_fragments)
         return fail(error::too_many_fragments, close_code::message_too_big);
 
     const_bytes data = payload;
     if (message_compressed_) {
         // RFC 7692 §8: bound the inflated size while inflating, not after.
         // In streaming mode each chunk starts the buffer afresh.
-        if (options_.streaming) message_.clear();
+        if (options_->streaming) message_.clear();
         const std::size_t before = message_.size();
-        if (auto ec = inflater_.decompress(payload, h.fin, message_, options_.max_message_size))
+        if (auto ec = zlib_->in.decompress(payload, h.fin, message_, options_->max_message_size))
             return fail(ec, close_code_for(ec));
         data = const_bytes(message_.data() + before, message_.size() - before);
     }
@@ -597,7 +617,7 @@ inline event connection::process_frame(const frame_header& h, mutable_bytes payl
     event ev;
     ev.text = message_text_;
     ev.fin = h.fin;
-    if (options_.streaming) {
+    if (options_->streaming) {
         ev.type = event_type::chunk;
         ev.data = data;
         return ev;
@@ -624,9 +644,8 @@ inline void connection::set_open(std::optional<deflate_params> deflate) {
     if (now_) last_activity_ = *now_;
     deflate_ = std::move(deflate);
     if (deflate_) {
-        if (!options_.deflate) options_.deflate.emplace();
-        deflater_ = deflater(*deflate_, *options_.deflate);
-        inflater_ = inflater(*deflate_, *options_.deflate);
+        zlib_ = std::make_unique<compression>(
+            compression{deflater(*deflate_, deflate_settings()), inflater(*deflate_, deflate_settings())});
     }
 }
 
@@ -654,9 +673,9 @@ inline void connection::queue_bytes(std::string_view bytes) {
 
 inline std::error_code connection::start_handshake(client_request_options request) {
     if (role_ != role::client || state_ != state::connecting || hs_) return error::connection_closed;
-    hs_ = std::make_unique<handshake_state>(options_.http);
-    if (options_.deflate && request.extensions.empty()) request.extensions = make_deflate_offer(*options_.deflate);
-    hs_->key = make_sec_key(options_.random);
+    hs_ = std::make_unique<handshake_state>(options_->http);
+    if (options_->deflate && request.extensions.empty()) request.extensions = make_deflate_offer(*options_->deflate);
+    hs_->key = make_sec_key(options_->random);
     std::string head;
     append_client_request(head, request, hs_->key);
     hs_->client_request = std::move(request);
@@ -681,7 +700,7 @@ inline http_parse_result connection::parse_head(Parser& parser, Head& head) {
 inline event connection::handshake_event() {
     if (!hs_) {
         if (role_ == role::client) return {}; // start_handshake() not called yet
-        hs_ = std::make_unique<handshake_state>(options_.http);
+        hs_ = std::make_unique<handshake_state>(options_->http);
     }
     if (awaiting_answer_) return {};
     const bool server = role_ == role::server;
@@ -702,7 +721,7 @@ inline event connection::handshake_event() {
     if (server) {
         // RFC 6455 §4.2.1: the server's checks; a failure is answered with the
         // HTTP status that names it (400, 403, 426...).
-        if (auto ec = validate_request(hs_->request, options_.origins)) {
+        if (auto ec = validate_request(hs_->request, options_->origins)) {
             append_error_response_to_output(ec);
             abandon(ec);
             return next_event();
@@ -715,12 +734,12 @@ inline event connection::handshake_event() {
     ev.type = event_type::response;
     std::error_code ec = validate_response(hs_->response, hs_->client_request, hs_->key);
     std::optional<deflate_params> agreed;
-    if (!ec && options_.deflate) {
+    if (!ec && options_->deflate) {
         // RFC 7692 §7.1: the client checks the server's answer to its offer.
         std::vector<extension> answered;
         ec = parse_extensions(hs_->response.extensions(), answered);
         if (ec) ec = error::bad_extension_response;
-        if (!ec) ec = check_deflate_response(answered, *options_.deflate, agreed);
+        if (!ec) ec = check_deflate_response(answered, *options_->deflate, agreed);
     }
     if (ec) {
         abandon(ec); // the close event follows this response event
@@ -740,12 +759,12 @@ inline void connection::append_error_response_to_output(std::error_code ec) {
 inline std::error_code connection::accept(accept_options answer) {
     if (role_ != role::server || !awaiting_answer_) return error::connection_closed;
     std::optional<deflate_agreement> agreement;
-    if (options_.deflate) {
+    if (options_->deflate) {
         // RFC 7692 §5.1: the server accepts at most one offer. A header it
         // cannot parse offers nothing it could accept.
         std::vector<extension> offers;
         if (!parse_extensions(hs_->request.extensions(), offers))
-            agreement = negotiate_deflate_server(offers, *options_.deflate);
+            agreement = negotiate_deflate_server(offers, *options_->deflate);
     }
     std::string response;
     append_accept_response(response, hs_->request, answer.subprotocol,
@@ -776,16 +795,16 @@ inline std::error_code connection::check_can_send() const noexcept {
     if (state_ != state::open || close_sent_) return error::connection_closed;
     // Backpressure: refuse more while the output is above its limit; what
     // is already queued is never dropped.
-    if (out_size_ > options_.max_pending_output) return error::would_block;
+    if (out_size_ > options_->max_pending_output) return error::would_block;
     return {};
 }
 
 inline std::error_code connection::send_message(opcode op, const_bytes data) {
     if (sending_message_) return error::expected_continuation;
     if (auto ec = check_can_send()) return ec;
-    if (deflate_ && data.size() >= options_.deflate->compress_threshold) {
+    if (deflate_ && data.size() >= deflate_settings().compress_threshold) {
         scratch_.clear();
-        if (auto ec = deflater_.compress(data, true, scratch_)) return ec;
+        if (auto ec = zlib_->out.compress(data, true, scratch_)) return ec;
         queue_data(op, scratch_, true, true);
     } else {
         queue_data(op, data, true, false);
@@ -803,7 +822,7 @@ inline std::error_code connection::begin_message(bool text, const_bytes data) {
     const opcode op = text ? opcode::text : opcode::binary;
     if (sending_compressed_) {
         scratch_.clear();
-        if (auto ec = deflater_.compress(data, false, scratch_)) return ec;
+        if (auto ec = zlib_->out.compress(data, false, scratch_)) return ec;
         queue_data(op, scratch_, false, true);
     } else {
         queue_data(op, data, false, false);
@@ -816,7 +835,7 @@ inline std::error_code connection::send_fragment(const_bytes data, bool fin) {
     if (auto ec = check_can_send()) return ec;
     if (sending_compressed_) {
         scratch_.clear();
-        if (auto ec = deflater_.compress(data, fin, scratch_)) return ec;
+        if (auto ec = zlib_->out.compress(data, fin, scratch_)) return ec;
         queue_data(opcode::continuation, scratch_, fin, false);
     } else {
         queue_data(opcode::continuation, data, fin, false);
@@ -828,7 +847,7 @@ inline std::error_code connection::send_fragment(const_bytes data, bool fin) {
 // Frames a data payload, split at fragment_size when that is set. RSV1 marks
 // the first frame of a compressed message only (RFC 7692 §6.1).
 inline void connection::queue_data(opcode first_op, const_bytes data, bool fin, bool compressed) {
-    const std::size_t limit = options_.fragment_size;
+    const std::size_t limit = options_->fragment_size;
     opcode op = first_op;
     std::uint8_t rsv = compressed ? rsv1_bit : 0;
     while (limit > 0 && data.size() > limit) {
@@ -849,7 +868,7 @@ inline void connection::queue_frame(opcode op, const_bytes payload, bool fin, st
     // RFC 6455 §5.3: the masking key "MUST be derived from a strong source
     // of entropy", fresh for each frame.
     h.masked = role_ == role::client;
-    if (h.masked) options_.random(mutable_bytes(h.key.data(), h.key.size()));
+    if (h.masked) random_fill(mutable_bytes(h.key.data(), h.key.size()));
 
     const std::size_t header_size = frame_header_size(h.payload_length, h.masked);
     std::uint8_t* const at = append_output(header_size + payload.size());
@@ -915,9 +934,9 @@ inline std::error_code connection::send_pong(const_bytes payload) {
 }
 
 inline void connection::flush_pending_pong() {
-    if (!pong_owed_ || out_size_ > options_.max_pending_output || close_sent_) return;
+    if (!pong_owed_ || out_size_ > options_->max_pending_output || close_sent_) return;
     pong_owed_ = false;
-    queue_frame(opcode::pong, const_bytes(pong_payload_, pong_size_), true);
+    queue_frame(opcode::pong, as_bytes(pong_payload_), true);
 }
 
 inline void connection::queue_close(close_code code, std::string_view reason) {
@@ -940,7 +959,7 @@ inline std::error_code connection::close(close_code code, std::string_view reaso
         if (!is_valid_on_wire(code)) code = close_code::no_status;
         queue_close(code, reason);
         state_ = state::closing;
-        if (now_ && options_.close_timeout.count() > 0) close_deadline_ = *now_ + options_.close_timeout;
+        if (now_ && options_->close_timeout.count() > 0) close_deadline_ = *now_ + options_->close_timeout;
         return {};
     case state::closing:
     case state::closed:
@@ -990,10 +1009,10 @@ inline void connection::tick(time_point now) {
     now_ = now;
     if (first) {
         last_activity_ = now;
-        if (state_ == state::connecting && options_.open_timeout.count() > 0)
-            open_deadline_ = now + options_.open_timeout;
-        if (state_ == state::closing && options_.close_timeout.count() > 0)
-            close_deadline_ = now + options_.close_timeout;
+        if (state_ == state::connecting && options_->open_timeout.count() > 0)
+            open_deadline_ = now + options_->open_timeout;
+        if (state_ == state::closing && options_->close_timeout.count() > 0)
+            close_deadline_ = now + options_->close_timeout;
     }
     switch (state_) {
     case state::connecting:
@@ -1004,7 +1023,7 @@ inline void connection::tick(time_point now) {
             // Any frame received since the ping shows the peer is alive.
             if (last_activity_ >= *ping_sent_) {
                 ping_sent_.reset();
-            } else if (options_.ping_timeout.count() > 0 && now >= *ping_sent_ + options_.ping_timeout) {
+            } else if (options_->ping_timeout.count() > 0 && now >= *ping_sent_ + options_->ping_timeout) {
                 // RFC 6455 §7.1.7 with 1011, as Python websockets does.
                 error_ = error::ping_timeout;
                 queue_close(close_code::internal_error, "keepalive ping timeout");
@@ -1012,8 +1031,8 @@ inline void connection::tick(time_point now) {
                 return;
             }
         }
-        if (!ping_sent_ && options_.ping_interval.count() > 0 && now >= last_activity_ + options_.ping_interval) {
-            options_.random(mutable_bytes(ping_payload_, sizeof ping_payload_));
+        if (!ping_sent_ && options_->ping_interval.count() > 0 && now >= last_activity_ + options_->ping_interval) {
+            random_fill(mutable_bytes(ping_payload_, sizeof ping_payload_));
             queue_frame(opcode::ping, const_bytes(ping_payload_, sizeof ping_payload_), true);
             ping_sent_ = now;
         }
@@ -1034,8 +1053,8 @@ inline std::optional<time_point> connection::next_deadline() const noexcept {
     case state::connecting:
         return open_deadline_;
     case state::open:
-        if (ping_sent_ && options_.ping_timeout.count() > 0) return *ping_sent_ + options_.ping_timeout;
-        if (!ping_sent_ && options_.ping_interval.count() > 0) return last_activity_ + options_.ping_interval;
+        if (ping_sent_ && options_->ping_timeout.count() > 0) return *ping_sent_ + options_->ping_timeout;
+        if (!ping_sent_ && options_->ping_interval.count() > 0) return last_activity_ + options_->ping_interval;
         return std::nullopt;
     case state::closing:
         return close_deadline_;
