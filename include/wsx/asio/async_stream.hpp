@@ -100,6 +100,9 @@ struct async_teardown;
 
 namespace detail {
 
+template <class Layer>
+class stream_backend; // wsx/asio/websocket.hpp
+
 template <class Layer, class = void>
 struct has_lowest_layer : std::false_type {};
 template <class Layer>
@@ -216,7 +219,18 @@ public:
     // Limits, timers and deflate for the next accept or handshake. Messages
     // are always delivered whole: `streaming` is ignored.
     void set_options(connection_options options) {
-        impl_->next_options = std::make_unique<connection_options>(std::move(options));
+        options.streaming = false;
+        impl_->next_options = std::make_shared<const connection_options>(std::move(options));
+    }
+    // The same, shared with other streams (a server's connections): each
+    // keeps a pointer to them rather than a copy.
+    void set_options(std::shared_ptr<const connection_options> options) {
+        if (options && options->streaming) {
+            connection_options whole = *options;
+            whole.streaming = false;
+            options = std::make_shared<const connection_options>(std::move(whole));
+        }
+        impl_->next_options = std::move(options);
     }
     // The options of the next accept or handshake, else of the connection.
     const connection_options& options() const noexcept {
@@ -226,9 +240,18 @@ public:
     void set_low_water_mark(std::size_t bytes) noexcept { impl_->low_water_mark = bytes; }
     std::size_t low_water_mark() const noexcept { return impl_->low_water_mark; }
 
-    void set_control_callback(control_callback callback) { impl_->on_control = std::move(callback); }
-    void set_upgrade_handler(upgrade_handler handler) { impl_->on_upgrade = std::move(handler); }
-    void set_http_handler(http_handler handler) { impl_->on_http = std::move(handler); }
+    void set_control_callback(control_callback callback) {
+        impl_->hook().control = std::move(callback);
+        impl_->drop_empty_hooks();
+    }
+    void set_upgrade_handler(upgrade_handler handler) {
+        impl_->hook().upgrade = std::move(handler);
+        impl_->drop_empty_hooks();
+    }
+    void set_http_handler(http_handler handler) {
+        impl_->hook().http = std::move(handler);
+        impl_->drop_empty_hooks();
+    }
 
     // The protocol core, once an accept or handshake started (else null).
     wsx::connection* connection() noexcept { return impl_->conn ? &*impl_->conn : nullptr; }
@@ -295,9 +318,22 @@ public:
     // Pings are answered and reported to the control callback on the way.
     template <class CompletionToken>
     auto async_read(message& out, CompletionToken&& token) {
-        return launch(std::forward<CompletionToken>(token),
-                      [self = impl_, out = &out]() { return self->read_op(self, *out); });
+        auto initiation = [](auto handler, std::shared_ptr<impl> self, message* into) {
+            impl& me = *self;
+            if (const net_error_code ec = me.begin_message_read()) {
+                const auto executor = net::get_associated_executor(handler, me.next.get_executor());
+                net::post(executor, [handler = std::move(handler), ec]() mutable { std::move(handler)(ec); });
+                return;
+            }
+            read_operation<decltype(handler)>{std::move(self), into, std::move(handler)}();
+        };
+        return net::async_initiate<CompletionToken, void(net_error_code)>(std::move(initiation), token, impl_, &out);
     }
+    // A read that completes now when it can: true with `result` set when a
+    // message was read into `out` (or the read failed at once); false when
+    // it would have to wait - start an async_read then. Pings and pongs met
+    // on the way are handled, as by async_read. On the stream's executor.
+    bool try_read(message& out, net_error_code& result) { return impl_->try_read(impl_, out, result); }
 
     // The data must stay valid until the operation completes.
     template <class CompletionToken>
@@ -337,7 +373,11 @@ public:
         request.target = where.target;
         return impl_->handshake_op(impl_, std::move(request), std::move(options), true);
     }
-    net::awaitable<net_error_code> co_read(message& out) { return impl_->read_op(impl_, out); }
+    net::awaitable<net_error_code> co_read(message& out) {
+        net_error_code result;
+        if (try_read(out, result)) co_return result;
+        co_return co_await read_awaitable(&out);
+    }
     net::awaitable<net_error_code> co_write(bool text, const_bytes data) { return impl_->write_op(impl_, text, data); }
     net::awaitable<net_error_code> co_ping(const_bytes payload) {
         return impl_->ping_op(impl_, std::vector<std::uint8_t>(payload.begin(), payload.end()));
@@ -384,13 +424,26 @@ private:
         std::unique_ptr<net::steady_timer> signal;
         std::size_t signal_waiters = 0;
         // Options for the next accept or handshake (set_options); once one
-        // starts they move into the connection (one copy per connection).
-        std::unique_ptr<connection_options> next_options;
+        // starts the connection holds them.
+        std::shared_ptr<const connection_options> next_options;
         std::size_t low_water_mark = 256 * 1024;
         std::optional<wsx::connection> conn;
-        control_callback on_control;
-        upgrade_handler on_upgrade;
-        http_handler on_http;
+        // The callbacks, allocated once one is set (most connections have
+        // none once open) and freed once all are cleared.
+        struct callbacks {
+            control_callback control;
+            upgrade_handler upgrade;
+            http_handler http;
+        };
+        std::unique_ptr<callbacks> hooks;
+        callbacks& hook() {
+            if (!hooks) hooks = std::make_unique<callbacks>();
+            return *hooks;
+        }
+        // Called after each change through hook(): frees them all once empty.
+        void drop_empty_hooks() noexcept {
+            if (hooks && !hooks->control && !hooks->upgrade && !hooks->http) hooks.reset();
+        }
         close_status status;
         net_error_code failure; // the transport's error that ended everything
 
@@ -401,6 +454,7 @@ private:
         bool writing = false;       // the internal writer runs
         bool reading = false;       // a read (or close's wait) runs
         bool message_in_hand = false; // a read delivered a message; no read since
+        bool close_pending = false; // the close event was taken; its read ends the transport
         bool read_pending = false;  // a read (or a wait for bytes) is pending on the layer
         bool reading_into_buffer = false; // that read fills the connection's input buffer
         bool driver_running = false;
@@ -419,13 +473,10 @@ private:
         }
         // The options to start a connection with: the ones set last, else
         // the previous connection's.
-        connection_options take_options() {
-            if (next_options) {
-                connection_options settings = std::move(*next_options);
-                next_options.reset();
-                return settings;
-            }
-            return active_options();
+        std::shared_ptr<const connection_options> take_options() {
+            if (next_options) return std::move(next_options);
+            if (conn) return conn->shared_options();
+            return std::make_shared<const connection_options>();
         }
 
         // Buffers come from the thread's pool when the connection needs them
@@ -458,8 +509,7 @@ private:
             wake();
         }
 
-        void start(role r, connection_options settings) {
-            settings.streaming = false;
+        void start(role r, std::shared_ptr<const connection_options> settings) {
             conn.reset();
             conn.emplace(r, std::move(settings));
             status = close_status{};
@@ -706,7 +756,11 @@ private:
         // already sending, has left).
         net::awaitable<net_error_code> handle_close(std::shared_ptr<impl> self, const event& ev) {
             record_close(ev);
-            const std::error_code result = ev.ec ? ev.ec : make_error_code(error::connection_closed);
+            return finish_close(std::move(self));
+        }
+        net::awaitable<net_error_code> finish_close(std::shared_ptr<impl> self) {
+            close_pending = false;
+            const std::error_code result = status.ec ? status.ec : make_error_code(error::connection_closed);
             deadline_timer.cancel(); // the close deadline may have changed
             // RFC 6455 §7.1.1: "the underlying TCP connection, in most normal
             // cases, SHOULD be closed first by the server"; the client reads
@@ -743,7 +797,7 @@ private:
                 if (ev.type == event_type::request) {
                     accept_options answer;
                     std::optional<http_reply> refusal;
-                    if (on_upgrade) refusal = on_upgrade(conn->request(), answer);
+                    if (hooks && hooks->upgrade) refusal = hooks->upgrade(conn->request(), answer);
                     try {
                         if (refusal) conn->reject(refusal->status, refusal->body, refusal->headers);
                         else conn->accept(std::move(answer));
@@ -768,7 +822,7 @@ private:
                 if (ev.type == event_type::close) {
                     record_close(ev);
                     std::error_code result = ev.ec;
-                    if (on_http && is_plain_http(ev.ec)) {
+                    if (hooks && hooks->http && is_plain_http(ev.ec)) {
                         conn->consume_output(conn->pending_output_size());
                         co_await serve_http();
                         result = error::handshake_rejected;
@@ -805,7 +859,7 @@ private:
         net::awaitable<void> serve_http() {
             std::string response;
             try {
-                const http_reply reply = on_http(conn->request());
+                const http_reply reply = hooks->http(conn->request());
                 append_http_response(response, reply.status, reply.body, reply.headers);
             } catch (const std::invalid_argument&) {
                 response.clear();
@@ -819,8 +873,12 @@ private:
         net::awaitable<net_error_code> handshake_op(std::shared_ptr<impl> self, client_request_options request,
                                                    handshake_options extra, bool valid) {
             if (!valid) co_return to_net_error(std::make_error_code(std::errc::invalid_argument));
-            connection_options settings = take_options();
-            if (extra.deflate) settings.deflate = extra.deflate;
+            std::shared_ptr<const connection_options> settings = take_options();
+            if (extra.deflate) {
+                connection_options changed = *settings;
+                changed.deflate = extra.deflate;
+                settings = std::make_shared<const connection_options>(std::move(changed));
+            }
             start(role::client, std::move(settings));
             request.origin = extra.origin;
             request.subprotocols = extra.subprotocols;
@@ -855,69 +913,63 @@ private:
             }
         }
 
-        // Reads until a message (into *out) or the close; without `out`
-        // messages are dropped (a close waiting for the peer's answer).
-        // With `out`, a read_op: checks first and marks the stream as reading.
-        net::awaitable<net_error_code> read_loop(std::shared_ptr<impl> self, message* out) {
-            if (out != nullptr) {
-                if (failure) co_return failure;
-                if (!conn || ended || conn->get_state() == state::connecting || conn->get_state() == state::closed)
-                    co_return to_net_error(error::connection_closed);
-                if (reading) co_return to_net_error(std::make_error_code(std::errc::operation_in_progress));
-                reading = true;
-                message_in_hand = false;
-            }
-            struct done_reading {
-                impl* me;
-                bool active;
-                ~done_reading() {
-                    if (!active) return;
-                    me->reading = false;
-                    me->wake();
-                }
-            } guard{this, out != nullptr};
+        // Before a read of messages: the error when none can start, else
+        // the stream is marked as reading (one read at a time).
+        net_error_code begin_message_read() {
+            if (failure) return failure;
+            const bool over = !conn || ended || conn->get_state() == state::connecting || conn->get_state() == state::closed;
+            if (over && !close_pending) return to_net_error(error::connection_closed);
+            if (reading) return to_net_error(std::make_error_code(std::errc::operation_in_progress));
+            reading = true;
+            message_in_hand = false;
+            return {};
+        }
+        void end_message_read() {
+            reading = false;
+            wake();
+        }
+
+        enum class read_result : std::uint8_t { none, message, close };
+
+        // Hands out what the connection already has: the next message into
+        // *out (without `out` messages are dropped: a close waiting for the
+        // peer's answer), pings and pongs to the control callback, and the
+        // close event, which is recorded (close_pending) for the read that
+        // ends the transport.
+        read_result poll_read(const std::shared_ptr<impl>& self, message* out) {
+            if (close_pending) return read_result::close;
             for (;;) {
                 const event ev = poll_event(self);
                 switch (ev.type) {
                 case event_type::message:
-                    if (out != nullptr) {
-                        out->text = ev.text;
-                        out->data.assign(reinterpret_cast<const char*>(ev.data.data()), ev.data.size());
-                        if (!writing) reclaim();
-                        message_in_hand = true;
-                        co_return net_error_code{};
-                    }
-                    continue;
+                    if (out == nullptr) continue;
+                    out->text = ev.text;
+                    out->data.assign(reinterpret_cast<const char*>(ev.data.data()), ev.data.size());
+                    if (!writing) reclaim();
+                    message_in_hand = true;
+                    return read_result::message;
                 case event_type::ping:
                 case event_type::pong:
-                    if (on_control) on_control(ev.type, ev.data);
+                    if (hooks && hooks->control) hooks->control(ev.type, ev.data);
                     continue;
                 case event_type::close:
-                    co_return co_await handle_close(self, ev);
+                    record_close(ev);
+                    close_pending = true;
+                    return read_result::close;
                 case event_type::none:
-                    break;
+                    return read_result::none;
                 default:
                     continue;
                 }
-                net_error_code ec;
-                if constexpr (detail::is_plain_socket<next_layer_type>::value) {
-                    if (wait_before_read()) {
-                        co_await next.async_wait(net::socket_base::wait_read, net::redirect_error(net::use_awaitable, ec));
-                        read_pending = false;
-                    }
-                }
-                if (!ec) {
-                    const mutable_bytes area = begin_read();
-                    const std::size_t n = co_await next.async_read_some(net::buffer(area.data(), area.size()),
-                                                                        net::redirect_error(net::use_awaitable, ec));
-                    ec = end_read(n, ec);
-                }
-                if (ec) co_return co_await after_read_error(self, ec);
             }
         }
 
-        net::awaitable<net_error_code> read_op(std::shared_ptr<impl> self, message& out) {
-            return read_loop(std::move(self), &out);
+        bool try_read(const std::shared_ptr<impl>& self, message& out, net_error_code& result) {
+            result = begin_message_read();
+            if (result) return true;
+            const bool got = poll_read(self, &out) == read_result::message;
+            end_message_read();
+            return got;
         }
 
         net::awaitable<net_error_code> write_op(std::shared_ptr<impl> self, bool text, const_bytes data) {
@@ -975,16 +1027,127 @@ private:
             if (reading) {
                 while (!ended) co_await wait_for_change();
             } else {
+                // Reads (dropping messages) until the peer's close.
                 reading = true;
-                co_await read_loop(self, nullptr);
-                reading = false;
-                wake();
+                co_await read_awaitable(self, nullptr);
+                end_message_read();
             }
             if (failure && !status.ec) co_return failure;
             if (status.ec && status.ec != error::connection_closed) co_return to_net_error(status.ec);
             co_return net_error_code{};
         }
     };
+
+    // A read as a chain of callbacks rather than a coroutine: while it waits
+    // for the peer, an idle connection holds only the reactor's small
+    // operation. Reads until a message (into *out) or the end; without `out`
+    // it drops messages until the close (close_op), and leaves the stream's
+    // `reading` mark to its caller.
+    template <class Handler>
+    struct read_operation {
+        enum class step : std::uint8_t { start, waited, read };
+
+        std::shared_ptr<impl> self;
+        message* out;
+        Handler handler;
+        step at = step::start;
+
+        void operator()(net_error_code ec = {}, std::size_t n = 0) {
+            impl& me = *self;
+            if (at == step::waited) {
+                me.read_pending = false;
+                if (ec) return failed(ec);
+                return read_into_buffer();
+            }
+            if (at == step::read) {
+                ec = me.end_read(n, ec);
+                if (ec) return failed(ec);
+            }
+            switch (me.poll_read(self, out)) {
+            case impl::read_result::message: return complete({});
+            case impl::read_result::close: return finish_close();
+            case impl::read_result::none: break;
+            }
+            if constexpr (detail::is_plain_socket<next_layer_type>::value) {
+                if (me.wait_before_read()) {
+                    at = step::waited;
+                    me.next.async_wait(net::socket_base::wait_read, std::move(*this));
+                    return;
+                }
+            }
+            read_into_buffer();
+        }
+
+    private:
+        void read_into_buffer() {
+            impl& me = *self;
+            const mutable_bytes area = me.begin_read();
+            at = step::read;
+            me.next.async_read_some(net::buffer(area.data(), area.size()), std::move(*this));
+        }
+
+        // After a failed read: the connection's own close event when it
+        // ended the transport itself (a timeout), else the layer's failure.
+        void failed(net_error_code ec) {
+            impl& me = *self;
+            const event ev = me.poll_event(self);
+            if (ev.type == event_type::close) {
+                me.record_close(ev);
+                me.close_pending = true;
+                return finish_close();
+            }
+            me.fail_transport(ec);
+            complete(ec);
+        }
+
+        // The close is rare and has several steps: a coroutine of its own.
+        void finish_close() {
+            impl& me = *self;
+            const executor_type executor = me.next.get_executor();
+            net::awaitable<net_error_code> closing = me.finish_close(self);
+            net::co_spawn(executor, std::move(closing),
+                          [op = std::move(*this)](std::exception_ptr e, net_error_code result) mutable {
+                              if (e) std::rethrow_exception(e);
+                              op.at = step::read; // completes from a handler
+                              op.complete(result);
+                          });
+        }
+
+        void complete(net_error_code result) {
+            impl& me = *self;
+            if (out != nullptr) me.end_message_read();
+            const auto executor = net::get_associated_executor(handler, me.next.get_executor());
+            auto call = [handler = std::move(handler), result]() mutable { std::move(handler)(result); };
+            self.reset();
+            // Not from inside the initiating function: never before it returned.
+            if (at == step::start) net::post(executor, std::move(call));
+            else net::dispatch(executor, std::move(call));
+        }
+    };
+
+    // The callback read, awaited without an exception for its error: the
+    // coroutine waits in the reactor, not in a frame of its own. Without
+    // `out`, it reads until the close (the caller owns the reading mark).
+    net::awaitable<net_error_code> read_awaitable(message* out) { return read_awaitable(impl_, out); }
+    static net::awaitable<net_error_code> read_awaitable(std::shared_ptr<impl> self, message* out) {
+        auto initiation = [](auto handler, std::shared_ptr<impl> me, message* into) {
+            const auto executor = net::get_associated_executor(handler, me->next.get_executor());
+            auto adapted = net::bind_executor(executor, [handler = std::move(handler)](net_error_code ec) mutable {
+                std::move(handler)(std::exception_ptr(), ec);
+            });
+            if (into != nullptr) {
+                if (const net_error_code ec = me->begin_message_read()) {
+                    net::post(executor, [adapted = std::move(adapted), ec]() mutable { std::move(adapted)(ec); });
+                    return;
+                }
+            }
+            read_operation<decltype(adapted)>{std::move(me), into, std::move(adapted)}();
+        };
+        return net::async_initiate<const net::use_awaitable_t<>&, void(std::exception_ptr, net_error_code)>(
+            std::move(initiation), net::use_awaitable, std::move(self), out);
+    }
+    template <class>
+    friend class detail::stream_backend;
 
     // Runs `op` (a callable returning awaitable<net_error_code>) on the
     // layer's executor and completes `token` with its result.

@@ -144,7 +144,12 @@ public:
     virtual std::size_t queued_bytes() const noexcept = 0;
     virtual std::size_t high_water_mark() const noexcept = 0;
 
+    // A read: read_now() completes it at once when it can (true, `result`
+    // set); else read() waits for it.
+    virtual bool read_now(message& out, net_error_code& result) = 0;
     virtual net::awaitable<net_error_code> read(message& out) = 0;
+    // The same with a callback (out must live until it is called).
+    virtual void read_then(message& out, std::function<void(net_error_code)> done) = 0;
     virtual net::awaitable<net_error_code> write(bool text, const_bytes data) = 0;
     virtual std::error_code try_write(bool text, const_bytes data) = 0;
     virtual std::error_code try_write_prepared(const_bytes frames, std::size_t high_water_mark) = 0;
@@ -200,7 +205,11 @@ public:
     std::size_t queued_bytes() const noexcept override { return stream.queued_bytes(); }
     std::size_t high_water_mark() const noexcept override { return stream.options().max_pending_output; }
 
-    net::awaitable<net_error_code> read(message& out) override { return stream.co_read(out); }
+    bool read_now(message& out, net_error_code& result) override { return stream.try_read(out, result); }
+    net::awaitable<net_error_code> read(message& out) override { return stream.read_awaitable(&out); }
+    void read_then(message& out, std::function<void(net_error_code)> done) override {
+        stream.async_read(out, std::move(done));
+    }
     net::awaitable<net_error_code> write(bool text, const_bytes data) override { return stream.co_write(text, data); }
     std::error_code try_write(bool text, const_bytes data) override {
         return text ? stream.try_write_text(as_string_view(data)) : stream.try_write_binary(data);
@@ -234,12 +243,14 @@ public:
 
     // The next message; empty once the connection closed normally. Throws
     // connection_closed_error for any other end.
-    // (Each form awaits the stream itself: an idle connection waiting here
-    // holds as few coroutine frames as can be.)
+    // (Each form takes a message already there at once, and otherwise
+    // awaits the stream's read itself: an idle connection waiting here holds
+    // as few coroutine frames as can be.)
     net::awaitable<std::optional<message>> receive() {
         forget_request();
         message out;
-        const net_error_code result = co_await backend_->read(out);
+        net_error_code result;
+        if (!backend_->read_now(out, result)) result = co_await backend_->read(out);
         if (!result) co_return std::optional<message>(std::move(out));
         throw_unless_normal(result);
         co_return std::nullopt;
@@ -247,7 +258,8 @@ public:
     // The same into `out`, reusing its capacity: true for a message.
     net::awaitable<bool> receive(message& out) {
         forget_request();
-        const net_error_code result = co_await backend_->read(out);
+        net_error_code result;
+        if (!backend_->read_now(out, result)) result = co_await backend_->read(out);
         if (!result) co_return true;
         throw_unless_normal(result);
         co_return false;
@@ -256,14 +268,16 @@ public:
     // (get_close_status() tells the rest).
     net::awaitable<bool> receive(message& out, std::error_code& ec) {
         forget_request();
-        const net_error_code result = co_await backend_->read(out);
+        net_error_code result;
+        if (!backend_->read_now(out, result)) result = co_await backend_->read(out);
         ec = end_error(result);
         co_return !result;
     }
     net::awaitable<std::optional<message>> receive(std::error_code& ec) {
         forget_request();
         message out;
-        const net_error_code result = co_await backend_->read(out);
+        net_error_code result;
+        if (!backend_->read_now(out, result)) result = co_await backend_->read(out);
         ec = end_error(result);
         if (!result) co_return std::optional<message>(std::move(out));
         co_return std::nullopt;
