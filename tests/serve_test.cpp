@@ -264,6 +264,80 @@ TEST_CASE("a handler that throws closes with 1011; one that stops closes with 10
     });
 }
 
+TEST_CASE("callbacks: on_open, on_message (echo with try_send), on_close; a throwing callback closes with 1011") {
+    net::io_context io;
+    int opened = 0;
+    std::vector<std::string> received;
+    std::vector<unsigned> close_codes;
+    wsx::message_handler callbacks;
+    callbacks.on_open = [&](wsx::websocket& ws) {
+        ++opened;
+        CHECK(ws.path() != "");
+    };
+    callbacks.on_message = [&](wsx::websocket& ws, wsx::message& m) {
+        received.push_back(m.data);
+        if (m.data == "throw") throw std::runtime_error("callback bug");
+        const std::error_code sent = m.text ? ws.try_send_text(m.view()) : ws.try_send_binary(m.bytes());
+        CHECK_FALSE(sent);
+    };
+    callbacks.on_close = [&](wsx::websocket&, const wsx::close_status& status) {
+        close_codes.push_back(static_cast<unsigned>(status.code));
+    };
+    auto server = wsx::serve(io.get_executor(), callbacks, "127.0.0.1", 0, quick_options());
+    run(io, [&]() -> net::awaitable<void> {
+        wsx::websocket ws = co_await wsx::connect(uri_for(server, "/echo"));
+        // Several at once: the ones already read are handed out without waiting.
+        for (int i = 0; i < 40; ++i) co_await ws.send_text("m" + std::to_string(i));
+        co_await ws.send_binary(wsx::const_bytes(reinterpret_cast<const std::uint8_t*>("\x01\x02"), 2));
+        for (int i = 0; i < 40; ++i) {
+            auto reply = co_await ws.receive();
+            REQUIRE(reply);
+            CHECK(reply->text);
+            CHECK(reply->data == "m" + std::to_string(i));
+        }
+        auto binary = co_await ws.receive();
+        REQUIRE(binary);
+        CHECK_FALSE(binary->text);
+        CHECK(binary->data == "\x01\x02");
+        co_await ws.close(wsx::close_code(4001), "bye");
+        {
+            const bool held = co_await eventually([&] { return close_codes.size() == 1; });
+            REQUIRE(held);
+        }
+        CHECK(close_codes[0] == 4001);
+
+        wsx::websocket failing = co_await wsx::connect(uri_for(server, "/fail"));
+        co_await failing.send_text("throw");
+        co_await failing.send_text("after the failure: not handed out");
+        std::error_code ec;
+        CHECK_FALSE(co_await failing.receive(ec));
+        CHECK(failing.get_close_status().code == wsx::close_code::internal_error);
+
+        // stop(): the callbacks' connections are closed with 1001 too.
+        wsx::websocket third = co_await wsx::connect(uri_for(server, "/third"));
+        bool third_ended = false;
+        net::co_spawn(io, [&]() -> net::awaitable<void> {
+            std::error_code ignored;
+            while (co_await third.receive(ignored)) {
+            }
+            third_ended = true;
+        }, net::detached);
+        co_await server.async_stop(net::use_awaitable);
+        {
+            const bool held = co_await eventually([&] { return third_ended; });
+            CHECK(held);
+        }
+        CHECK(third.get_close_status().code == wsx::close_code::going_away);
+        CHECK(server.connections() == 0);
+    });
+    CHECK(opened == 3);
+    CHECK(received.size() == 42);
+    CHECK(received.back() == "throw");
+    REQUIRE(close_codes.size() == 3);
+    CHECK(close_codes[1] == 1011);
+    CHECK(close_codes[2] == 1001);
+}
+
 TEST_CASE("an origin not allowed is refused with 403") {
     net::io_context io;
     wsx::server_options options = quick_options();
@@ -1111,4 +1185,54 @@ TEST_CASE("threads: a chat on 4 server threads, clients on 2 more; broadcast acr
     t1.join();
     t2.join();
     CHECK(room.empty());
+}
+
+TEST_CASE("threads: callbacks on 3 server threads echo every message in order; clean stop") {
+    std::atomic<int> open_now{0};
+    std::atomic<int> closed{0};
+    wsx::message_handler echo;
+    echo.on_open = [&](wsx::websocket&) { ++open_now; };
+    echo.on_message = [](wsx::websocket& ws, wsx::message& m) {
+        const std::error_code sent = ws.try_send_text(m.view());
+        CHECK_FALSE(sent);
+    };
+    echo.on_close = [&](wsx::websocket&, const wsx::close_status&) {
+        --open_now;
+        ++closed;
+    };
+    wsx::server_options options = quick_options();
+    options.threads = 3;
+    auto server = wsx::serve(echo, "127.0.0.1", 0, options);
+
+    constexpr int clients = 12;
+    constexpr int messages_each = 50;
+    std::atomic<int> in_order{0};
+    std::atomic<int> finished{0};
+    std::promise<void> all_done;
+    net::io_context client_io;
+    const std::string uri = uri_for(server, "/echo");
+    for (int c = 0; c < clients; ++c) {
+        net::co_spawn(net::make_strand(client_io), [&, c]() -> net::awaitable<void> {
+            wsx::websocket ws = co_await wsx::connect(uri);
+            // All sent first, so that the server finds several already read.
+            for (int i = 0; i < messages_each; ++i) co_await ws.send_text(std::to_string(c) + ":" + std::to_string(i));
+            for (int i = 0; i < messages_each; ++i) {
+                auto reply = co_await ws.receive();
+                if (reply && reply->data == std::to_string(c) + ":" + std::to_string(i)) ++in_order;
+            }
+            co_await ws.close();
+            if (++finished == clients) all_done.set_value();
+        }, net::detached);
+    }
+    std::thread t1([&] { client_io.run_for(test_time_limit); });
+    std::thread t2([&] { client_io.run_for(test_time_limit); });
+    CHECK(all_done.get_future().wait_for(test_time_limit) == std::future_status::ready);
+    CHECK(in_order == clients * messages_each);
+    server.stop();
+    client_io.stop();
+    t1.join();
+    t2.join();
+    CHECK(closed == clients);
+    CHECK(open_now == 0);
+    CHECK(server.connections() == 0);
 }

@@ -10,7 +10,9 @@
 // serve() listens, accepts, runs the opening handshake (TLS first for
 // wss://), and calls the handler with each open websocket on a coroutine of
 // its own. When the handler returns the connection is closed with 1000; when
-// it throws, with 1011 (a connection_closed exception just ends it).
+// it throws, with 1011 (a connection_closed exception just ends it). Or it
+// takes a message_handler (on_open, on_message, on_close callbacks): no
+// coroutine per connection, for servers of many idle connections.
 //
 // Before accepting, every request - an upgrade or a plain HTTP request such
 // as a health check - goes through these steps, each of which may answer it
@@ -50,7 +52,7 @@
 #include <exception>
 #include <functional>
 #include <future>
-#include <map>
+#include <unordered_map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -102,6 +104,21 @@ struct server_options {
 
 using connection_handler = std::function<net::awaitable<void>(websocket)>;
 
+// Callbacks instead of a coroutine per connection, for servers that hold
+// many mostly idle connections (feeds, chat): an idle connection then holds
+// no coroutine frame at all, only its stream (see the README's memory
+// figures). Each runs on the connection's executor, one at a time. Send
+// with try_send_*() (would_block above the high water mark: drop, close,
+// or keep it for later) or co_spawn a coroutine onto ws.get_executor() for
+// send(). Do not call receive(): messages arrive here. A callback that
+// throws closes its connection with 1011; on_close follows.
+struct message_handler {
+    std::function<void(websocket& ws)> on_open;
+    std::function<void(websocket& ws, message& received)> on_message;
+    // Once, when the connection is over: how it ended.
+    std::function<void(websocket& ws, const close_status& status)> on_close;
+};
+
 namespace detail {
 
 inline std::string endpoint_text(const net::ip::tcp::endpoint& endpoint) {
@@ -112,11 +129,14 @@ inline std::string endpoint_text(const net::ip::tcp::endpoint& endpoint) {
 
 class server_state : public std::enable_shared_from_this<server_state> {
 public:
-    server_state(net::any_io_executor executor, connection_handler handler, server_options options, bool use_strands)
+    server_state(net::any_io_executor executor, connection_handler handler, message_handler callbacks,
+                 server_options options, bool use_strands)
         : executor_(executor), acceptor_strand_(net::make_strand(executor)), acceptor_(acceptor_strand_),
-          done_timer_(acceptor_strand_), handler_(std::move(handler)), options_(std::move(options)),
+          done_timer_(acceptor_strand_), handler_(std::move(handler)), callbacks_(std::move(callbacks)),
+          options_(std::move(options)),
           use_strands_(use_strands) {
         options_.connection.streaming = false;
+        shared_connection_options_ = std::make_shared<const connection_options>(options_.connection);
         done_timer_.expires_at(net::steady_timer::time_point::max());
     }
 
@@ -287,11 +307,13 @@ private:
 
     // Counts a new TCP connection (a handshake in progress is a connection)
     // and decides whether it is over the limit; false: drop it unanswered.
+    // Moves with the connection's state; counted until destroyed.
     struct admission {
         server_state* state = nullptr;
         bool over_limit = false;
-        admission(const admission&) = delete;
-        admission& operator=(const admission&) = delete;
+        admission(admission&& other) noexcept
+            : state(std::exchange(other.state, nullptr)), over_limit(other.over_limit) {}
+        admission& operator=(admission&&) = delete;
         explicit admission(server_state* s) : state(s) {
             const std::size_t before = state->active_.fetch_add(1);
             over_limit = state->options_.max_connections > 0 && before >= state->options_.max_connections;
@@ -305,40 +327,85 @@ private:
             return !over_limit || state->refusing_.load() <= std::max<std::size_t>(state->options_.max_connections, 16);
         }
         ~admission() {
+            if (state == nullptr) return;
             if (over_limit) state->refusing_.fetch_sub(1);
             else state->active_.fetch_sub(1);
         }
     };
 
-    // One connection, start to end. Its frame stays while the connection
-    // is open, so the handshake and the close run in coroutines of their
-    // own: an idle connection holds this small frame and its handler's.
+    // One connection: TLS, the opening handshake, then the handler on a
+    // coroutine of its own. This frame ends once the handler started, so an
+    // idle connection holds the handler's frames and nothing of the session
+    // but what its completion keeps (the admission, the backend).
     // `keep_alive` holds the server state while the session runs.
     template <class Layer>
-    net::awaitable<void> session([[maybe_unused]] std::shared_ptr<server_state> keep_alive, net::ip::tcp::socket socket) {
-        const admission admitted(this);
+    net::awaitable<void> session(std::shared_ptr<server_state> keep_alive, net::ip::tcp::socket socket) {
+        admission admitted(this);
         if (!admitted.answer()) co_return;
+        const net::any_io_executor executor = socket.get_executor();
         std::uint64_t id = 0;
+        std::shared_ptr<websocket_backend> backend;
         try {
-            std::shared_ptr<websocket_backend> backend = co_await open_session<Layer>(std::move(socket),
-                                                                                     admitted.over_limit, id);
-            if (backend) {
-                websocket ws(backend);
-                bool failed = false;
-                try {
-                    co_await handler_(ws);
-                } catch (const connection_closed&) {
-                    // The connection ended under the handler: nothing more to do.
-                } catch (const std::exception& e) {
-                    failed = true;
-                    log(log_level::error, endpoint_text(backend->remote) + " handler failed: " + e.what());
-                }
-                co_await end_session(backend, failed);
-            }
+            backend = co_await open_session<Layer>(std::move(socket), admitted.over_limit, id);
         } catch (const std::exception& e) {
             log(log_level::error, std::string("session failed: ") + e.what());
         }
-        if (id != 0) remove_session(id);
+        if (!backend) {
+            if (id != 0) remove_session(id);
+            co_return;
+        }
+        if (!handler_) {
+            auto state = std::make_shared<callback_session>(
+                callback_session{std::move(keep_alive), websocket(backend), {}, std::move(admitted), id});
+            call_back(*state, [&] {
+                if (callbacks_.on_open) callbacks_.on_open(state->ws);
+            });
+            // The request (ws.request()) was on_open's to see; it costs a
+            // few KiB per connection.
+            backend->request_kept = false;
+            if (wsx::connection* core = backend->core()) core->release_handshake();
+            // The reads go on after a failed callback too: they finish the
+            // closing handshake it started.
+            callback_read(std::move(state));
+            co_return;
+        }
+        net::co_spawn(executor, handler_(websocket(backend)),
+                      [self = std::move(keep_alive), backend, admitted = std::move(admitted),
+                       id](std::exception_ptr e) mutable {
+                          self->handler_ended(std::move(backend), e, id, std::move(admitted));
+                      });
+    }
+
+    // After the handler: Python websockets' rule, a handler that returns
+    // closes with 1000, one that fails with 1011; a connection that ended
+    // under it (connection_closed) needs nothing more.
+    // `admitted` counts the connection until it is over.
+    void handler_ended(std::shared_ptr<websocket_backend> backend, std::exception_ptr e, std::uint64_t id,
+                       admission admitted) {
+        bool failed = false;
+        if (e) {
+            try {
+                std::rethrow_exception(e);
+            } catch (const connection_closed&) {
+            } catch (const std::exception& error) {
+                failed = true;
+                log(log_level::error, endpoint_text(backend->remote) + " handler failed: " + error.what());
+            } catch (...) {
+                failed = true;
+                log(log_level::error, endpoint_text(backend->remote) + " handler failed");
+            }
+        }
+        if (!backend->is_open()) {
+            log_close(*backend);
+            remove_session(id);
+            return;
+        }
+        const net::any_io_executor executor = backend->executor();
+        net::co_spawn(executor, end_session(backend, failed),
+                      [self = shared_from_this(), id, admitted = std::move(admitted)](std::exception_ptr) mutable {
+                          self->remove_session(id);
+                          const admission done = std::move(admitted); // uncounted now
+                      });
     }
 
     // TLS (for wss://) and the opening handshake; the open websocket, or
@@ -359,7 +426,7 @@ private:
         auto& stream = backend->stream;
         const std::string peer_text = options_.log ? endpoint_text(peer) : std::string();
         backend->id = websocket::next_id();
-        stream.set_options(options_.connection);
+        stream.set_options(shared_connection_options_);
         stream.set_low_water_mark(options_.low_water_mark);
         stream.set_upgrade_handler([this, over_limit](const server_request& request, accept_options& answer)
                                        -> std::optional<http_reply> {
@@ -407,20 +474,96 @@ private:
         co_return backend;
     }
 
-    // After the handler: Python websockets' rule, a handler that returns
-    // closes with 1000, one that fails with 1011.
-    net::awaitable<void> end_session(std::shared_ptr<websocket_backend> backend, bool failed) {
-        if (backend->is_open()) {
-            if (failed) co_await backend->close(close_code::internal_error, "internal error");
-            else co_await backend->close(close_code::normal, {});
+    // ---- callbacks (message_handler) ------------------------------------------
+
+    // A connection served by callbacks: a chain of reads that holds it.
+    struct callback_session {
+        std::shared_ptr<server_state> server;
+        websocket ws;
+        message inbox;
+        admission admitted;
+        std::uint64_t id = 0;
+        bool failed = false; // a callback threw: no more messages
+    };
+
+    // Runs a callback; false when it threw (the connection is then closing with 1011).
+    template <class Call>
+    bool call_back(callback_session& s, Call call) {
+        try {
+            call();
+            return true;
+        } catch (const connection_closed&) {
+            return true; // the connection ended under it: its read reports that
+        } catch (const std::exception& e) {
+            log(log_level::error, endpoint_text(s.ws.remote_endpoint()) + " handler failed: " + e.what());
+        } catch (...) {
+            log(log_level::error, endpoint_text(s.ws.remote_endpoint()) + " handler failed");
         }
-        if (!options_.log) co_return;
-        const close_status& status = backend->status();
+        s.failed = true;
+        s.ws.backend()->start_close(close_code::internal_error, "internal error");
+        return false;
+    }
+
+    // Hands out the messages already there, a bounded number at once, then
+    // waits for more; ends with on_close.
+    void callback_read(std::shared_ptr<callback_session> s) {
+        websocket_backend& backend = *s->ws.backend();
+        for (int turn = 0; turn < 16; ++turn) {
+            net_error_code result;
+            if (!backend.read_now(s->inbox, result)) break;
+            if (result) return callback_ended(std::move(s), result);
+            deliver(*s);
+        }
+        message& inbox = s->inbox;
+        // (Only `s` is captured: the callback fits inside std::function.)
+        backend.read_then(inbox, [s](net_error_code result) mutable {
+            server_state& server = *s->server;
+            if (result) return server.callback_ended(std::move(s), result);
+            server.deliver(*s);
+            server.callback_read(std::move(s));
+        });
+    }
+
+    void deliver(callback_session& s) {
+        if (s.failed) return;
+        call_back(s, [&] {
+            if (callbacks_.on_message) callbacks_.on_message(s.ws, s.inbox);
+        });
+    }
+
+    // The read ended: the connection is over (or failed under a callback).
+    void callback_ended(std::shared_ptr<callback_session> s, const net_error_code&) {
+        websocket_backend& backend = *s->ws.backend();
+        if (backend.is_open()) {
+            // A read that could not run (a callback called receive()): close.
+            backend.start_close(close_code::internal_error, "internal error");
+        }
+        // As websocket::receive() reports it: a close we started that the
+        // peer answered without a code ends with the code we sent.
+        close_status status = backend.status();
+        if (status.code == close_code::no_status && !status.ec && !status.closed_by_peer) status.code = backend.close_sent;
+        call_back(*s, [&] {
+            if (callbacks_.on_close) callbacks_.on_close(s->ws, status);
+        });
+        log_close(backend);
+        remove_session(s->id);
+    }
+
+    // Closes the connection its handler left open.
+    net::awaitable<void> end_session(std::shared_ptr<websocket_backend> backend, bool failed) {
+        if (failed) co_await backend->close(close_code::internal_error, "internal error");
+        else co_await backend->close(close_code::normal, {});
+        log_close(*backend);
+    }
+
+    void log_close(const websocket_backend& backend) const {
+        if (!options_.log) return;
+        const close_status& status = backend.status();
         std::string why = std::to_string(static_cast<unsigned>(status.code));
         if (!status.reason.empty()) why += " " + status.reason;
         if (status.ec && status.ec != error::connection_closed) why += " (" + status.ec.message() + ")";
         log(is_normal_close(status) ? log_level::info : log_level::warning,
-            endpoint_text(backend->remote) + " close " + why);
+            endpoint_text(backend.remote) + " close " + why);
     }
 
     // The TLS handshake, bounded by the open timeout.
@@ -440,14 +583,16 @@ private:
     net::ip::tcp::acceptor acceptor_;
     net::steady_timer done_timer_;
     net::ip::tcp::endpoint local_;
-    connection_handler handler_;
+    connection_handler handler_; // empty: callbacks_ serve the connections
+    message_handler callbacks_;
     server_options options_;
+    std::shared_ptr<const connection_options> shared_connection_options_; // every connection's
     bool use_strands_;
     std::atomic<bool> stopping_{false};
     std::atomic<std::size_t> active_{0};
     std::atomic<std::size_t> refusing_{0};
     std::mutex mutex_;
-    std::map<std::uint64_t, session_entry> sessions_;
+    std::unordered_map<std::uint64_t, session_entry> sessions_;
     std::mutex stop_mutex_;
     std::condition_variable stop_cv_;
     bool stopped_ = false;
@@ -558,24 +703,26 @@ private:
 namespace detail {
 
 struct server_access {
-    static server on_executor(net::any_io_executor executor, connection_handler handler, const std::string& host,
-                              std::uint16_t port, server_options options) {
+    static server on_executor(net::any_io_executor executor, connection_handler handler, message_handler callbacks,
+                              const std::string& host, std::uint16_t port, server_options options) {
         server s;
         s.executor_ = executor;
         const bool use_strands = options.threads != 1;
-        s.state_ = std::make_shared<server_state>(executor, std::move(handler), std::move(options), use_strands);
+        s.state_ = std::make_shared<server_state>(executor, std::move(handler), std::move(callbacks), std::move(options),
+                                                  use_strands);
         s.state_->listen(host, port);
         return s;
     }
 
-    static server on_own_threads(connection_handler handler, const std::string& host, std::uint16_t port,
-                                 server_options options) {
+    static server on_own_threads(connection_handler handler, message_handler callbacks, const std::string& host,
+                                 std::uint16_t port, server_options options) {
         server s;
         const unsigned threads = std::max(1u, options.threads);
         s.io_ = std::make_unique<net::io_context>(static_cast<int>(threads));
         s.executor_ = s.io_->get_executor();
         s.work_ = net::prefer(s.io_->get_executor(), net::execution::outstanding_work.tracked);
-        s.state_ = std::make_shared<server_state>(s.executor_, std::move(handler), std::move(options), threads > 1);
+        s.state_ = std::make_shared<server_state>(s.executor_, std::move(handler), std::move(callbacks),
+                                                  std::move(options), threads > 1);
         s.state_->listen(host, port);
         for (unsigned i = 0; i < threads; ++i) s.threads_.emplace_back([io = s.io_.get()] { io->run(); });
         return s;
@@ -591,15 +738,26 @@ struct server_access {
 template <class Handler>
 server serve(net::any_io_executor executor, Handler handler, const std::string& host, std::uint16_t port,
              server_options options = {}) {
-    return detail::server_access::on_executor(executor, detail::to_connection_handler(std::move(handler)), host, port,
-                                              std::move(options));
+    return detail::server_access::on_executor(executor, detail::to_connection_handler(std::move(handler)), {}, host,
+                                              port, std::move(options));
 }
 
 // Serves on options.threads threads of its own.
 template <class Handler>
 server serve(Handler handler, const std::string& host, std::uint16_t port, server_options options = {}) {
-    return detail::server_access::on_own_threads(detail::to_connection_handler(std::move(handler)), host, port,
+    return detail::server_access::on_own_threads(detail::to_connection_handler(std::move(handler)), {}, host, port,
                                                  std::move(options));
+}
+
+// The same with callbacks (message_handler) instead of a coroutine per
+// connection.
+inline server serve(net::any_io_executor executor, message_handler callbacks, const std::string& host,
+                    std::uint16_t port, server_options options = {}) {
+    return detail::server_access::on_executor(executor, {}, std::move(callbacks), host, port, std::move(options));
+}
+inline server serve(message_handler callbacks, const std::string& host, std::uint16_t port,
+                    server_options options = {}) {
+    return detail::server_access::on_own_threads({}, std::move(callbacks), host, port, std::move(options));
 }
 
 } // namespace wsx
