@@ -2,14 +2,15 @@
 // growth of the server process's resident set (VmRSS in /proc/PID/status)
 // while N clients connect, finish the handshake and then stay idle.
 //
-//   wsx_bench_idle_memory [--connections 10000] [--deflate] [--threads 1] [--message-size 5]
+//   wsx_bench_idle_memory [--connections 10000] [--deflate] [--threads 1] [--message-size 5] [--callbacks]
 //
 // Each connection exchanges one message of --message-size bytes first (at
 // 64 bytes or more it is compressed with --deflate, so the connection then
 // keeps its zlib streams).
 //
 // The server runs in a child process (so the clients' memory is not
-// counted): an echo handler waiting in receive(). The parent raises
+// counted): an echo handler waiting in receive(), or with --callbacks an
+// echo through wsx::message_handler (no coroutine per connection). The parent raises
 // RLIMIT_NOFILE, opens the connections over 127.0.0.1, waits for the server
 // to settle and reads its VmRSS before and after. Prints one line:
 //   connections=10000 deflate=no rss_before_kib=... rss_after_kib=... bytes_per_connection=...
@@ -37,13 +38,15 @@ struct settings {
     bool deflate = false;
     std::size_t threads = 1;
     std::size_t message_size = 5;
+    bool callbacks = false;
 };
 
 settings parse_arguments(int argc, char** argv) {
     settings s;
-    const char* usage = "wsx_bench_idle_memory [--connections N] [--deflate] [--threads N] [--message-size N]";
+    const char* usage =
+        "wsx_bench_idle_memory [--connections N] [--deflate] [--threads N] [--message-size N] [--callbacks]";
     wsx::bench::parse_command_line(
-        argc, argv, usage, {{"--deflate", s.deflate}},
+        argc, argv, usage, {{"--deflate", s.deflate}, {"--callbacks", s.callbacks}},
         {{"--connections", s.connections}, {"--threads", s.threads}, {"--message-size", s.message_size}});
     return s;
 }
@@ -62,6 +65,14 @@ long rss_kib(pid_t pid) {
     options.threads = static_cast<unsigned>(s.threads);
     options.backlog = 4096;
     if (s.deflate) options.connection.deflate.emplace();
+    if (s.callbacks) {
+        wsx::message_handler echo;
+        echo.on_message = [](wsx::websocket& ws, wsx::message& m) {
+            (void)(m.text ? ws.try_send_text(m.view()) : ws.try_send_binary(m.bytes()));
+        };
+        wsx::server server = wsx::serve(echo, "127.0.0.1", 0, options);
+        wsx::bench::serve_until_terminated(server, port_pipe);
+    }
     auto idle = [](wsx::websocket ws) -> net::awaitable<void> {
         while (auto message = co_await ws.receive()) co_await ws.send(*message);
     };
@@ -127,9 +138,10 @@ void measure(std::uint16_t port, pid_t server, const settings& s, std::size_t wa
     std::this_thread::sleep_for(1000ms); // let the server settle
     const long after = rss_kib(server);
     const std::size_t opened = clients.size() - first_new;
-    std::printf("connections=%zu deflate=%s threads=%zu message=%zuB failures=%zu rss_before_kib=%ld rss_after_kib=%ld "
-                "bytes_per_connection=%.0f (opened and exercised in %.1f s)\n",
-                opened, s.deflate ? "yes" : "no", s.threads, s.message_size, failures, before, after,
+    std::printf("connections=%zu handler=%s deflate=%s threads=%zu message=%zuB failures=%zu rss_before_kib=%ld "
+                "rss_after_kib=%ld bytes_per_connection=%.0f (opened and exercised in %.1f s)\n",
+                opened, s.callbacks ? "callbacks" : "coroutine", s.deflate ? "yes" : "no", s.threads, s.message_size,
+                failures, before, after,
                 opened > 0 ? (after - before) * 1024.0 / static_cast<double>(opened) : 0.0, seconds);
     std::fflush(stdout);
     for (auto& ws : clients) ws.backend()->abort();
