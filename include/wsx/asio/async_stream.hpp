@@ -604,32 +604,11 @@ private:
         }
 
         // Waits until everything queued was written (or writing failed).
-        // With no writer running it writes itself (the 101, the last
-        // frames before the transport ends): no hand-over to the writer,
-        // and no signal to wait on.
         net::awaitable<void> flush(std::shared_ptr<impl> self) {
             while (!failure && !transport_closed && (writing || (conn && conn->pending_output_size() > 0))) {
-                if (writing) {
-                    co_await wait_for_change();
-                    continue;
-                }
-                writing = true;
-                if (write_buffer.capacity() == 0) write_buffer = detail::thread_buffer_pool().take_write_buffer();
-                conn->take_output(write_buffer);
-                in_flight = write_buffer.size();
-                net_error_code ec;
-                co_await net::async_write(next, net::buffer(write_buffer.data(), in_flight),
-                                          net::redirect_error(net::use_awaitable, ec));
-                in_flight = 0;
-                writing = false;
-                if (ec) fail_transport(ec);
-                if (failure || transport_closed || conn->pending_output_size() == 0) {
-                    detail::thread_buffer_pool().give_back_write_buffer(write_buffer);
-                    reclaim();
-                }
-                wake();
+                start_writer(self);
+                co_await wait_for_change();
             }
-            (void)self; // held: it keeps the stream alive while this waits
         }
 
         void fail_transport(const net_error_code& ec) {
