@@ -514,7 +514,7 @@ private:
             conn.emplace(r, std::move(settings));
             status = close_status{};
             failure = {};
-            ended = closing_transport = transport_closed = false;
+            ended = closing_transport = transport_closed = close_pending = false;
             conn->tick(clock_type::now());
         }
 
