@@ -137,29 +137,36 @@ struct raw_client {
         }
     }
 
-    // The close frame's code among the frames received (0 if none).
-    unsigned close_code_received() const {
+    // The close frame's payload among the frames received, found by walking
+    // the frames (a byte like 0x88 may appear inside a ping's random
+    // payload); empty if there is none.
+    std::string close_payload_received() const {
         std::size_t at = 0;
         while (at + 2 <= received.size()) {
             const auto b0 = static_cast<unsigned char>(received[at]);
             std::size_t length = static_cast<unsigned char>(received[at + 1]) & 0x7f;
             std::size_t header = 2;
-            if (length == 126) {
-                length = (static_cast<unsigned char>(received[at + 2]) << 8) | static_cast<unsigned char>(received[at + 3]);
-                header = 4;
+            if (length >= 126) { // RFC 6455 §5.2: 16- or 64-bit extended length
+                header = length == 126 ? 4 : 10;
+                if (at + header > received.size()) break;
+                length = 0;
+                for (std::size_t i = 2; i < header; ++i) length = (length << 8) | static_cast<unsigned char>(received[at + i]);
             }
-            if ((b0 & 0x0f) == 0x8 && length >= 2)
-                return (static_cast<unsigned char>(received[at + header]) << 8) |
-                       static_cast<unsigned char>(received[at + header + 1]);
+            if (length > received.size() || at + header + length > received.size()) break;
+            if ((b0 & 0x0f) == 0x8) return received.substr(at + header, length);
             at += header + length;
         }
-        return 0;
+        return {};
+    }
+    // Its code (0 if none) and reason.
+    unsigned close_code_received() const {
+        const std::string payload = close_payload_received();
+        if (payload.size() < 2) return 0;
+        return (static_cast<unsigned char>(payload[0]) << 8) | static_cast<unsigned char>(payload[1]);
     }
     std::string close_reason_received() const {
-        const std::size_t at = received.find('\x88');
-        if (at == std::string::npos || at + 4 > received.size()) return {};
-        const std::size_t length = static_cast<unsigned char>(received[at + 1]) & 0x7f;
-        return received.substr(at + 4, length - 2);
+        const std::string payload = close_payload_received();
+        return payload.size() < 2 ? std::string() : payload.substr(2);
     }
 };
 
