@@ -181,10 +181,12 @@ wsx::server_options quick_options() {
 TEST_CASE("serve and connect: echo, path, the handler's return closes with 1000") {
     net::io_context io;
     std::string seen_path;
+    tcp::endpoint seen_peer;
     auto server = wsx::serve(
         io.get_executor(),
         [&](wsx::websocket ws) -> net::awaitable<void> {
             seen_path = std::string(ws.path());
+            seen_peer = ws.remote_endpoint();
             CHECK(ws.request() != nullptr);
             CHECK(ws.query() == "room=1");
             auto message = co_await ws.receive();
@@ -206,6 +208,10 @@ TEST_CASE("serve and connect: echo, path, the handler's return closes with 1000"
         CHECK(!after_return);
         CHECK(ws.get_close_status().code == wsx::close_code::normal);
         CHECK(seen_path == "/chat/lobby");
+        // The peer the server saw is this client's end of the connection.
+        CHECK(seen_peer.address() == net::ip::make_address("127.0.0.1"));
+        CHECK(seen_peer.port() != 0);
+        CHECK(seen_peer.port() != server.port());
         co_await server.async_stop(net::use_awaitable);
     });
 }

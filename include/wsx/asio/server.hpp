@@ -258,7 +258,8 @@ private:
             if (use_strands_) executor = net::make_strand(executor_);
             net::ip::tcp::socket socket(executor);
             net_error_code ec;
-            co_await acceptor_.async_accept(socket, net::redirect_error(net::use_awaitable, ec));
+            net::ip::tcp::endpoint peer; // from accept itself: no getpeername() per connection
+            co_await acceptor_.async_accept(socket, peer, net::redirect_error(net::use_awaitable, ec));
             if (stopping_.load() || !acceptor_.is_open()) co_return;
             if (ec) {
                 log(log_level::warning, "accept failed: " + ec.message());
@@ -274,9 +275,11 @@ private:
             const auto socket_executor = socket.get_executor();
             if (options_.tls) {
                 net::co_spawn(socket_executor,
-                              session<net::ssl::stream<net::ip::tcp::socket>>(self, std::move(socket)), net::detached);
+                              session<net::ssl::stream<net::ip::tcp::socket>>(self, std::move(socket), peer),
+                              net::detached);
             } else {
-                net::co_spawn(socket_executor, session<net::ip::tcp::socket>(self, std::move(socket)), net::detached);
+                net::co_spawn(socket_executor, session<net::ip::tcp::socket>(self, std::move(socket), peer),
+                              net::detached);
             }
         }
     }
@@ -339,14 +342,15 @@ private:
     // but what its completion keeps (the admission, the backend).
     // `keep_alive` holds the server state while the session runs.
     template <class Layer>
-    net::awaitable<void> session(std::shared_ptr<server_state> keep_alive, net::ip::tcp::socket socket) {
+    net::awaitable<void> session(std::shared_ptr<server_state> keep_alive, net::ip::tcp::socket socket,
+                                 net::ip::tcp::endpoint peer) {
         admission admitted(this);
         if (!admitted.answer()) co_return;
         const net::any_io_executor executor = socket.get_executor();
         std::uint64_t id = 0;
         std::shared_ptr<websocket_backend> backend;
         try {
-            backend = co_await open_session<Layer>(std::move(socket), admitted.over_limit, id);
+            backend = co_await open_session<Layer>(std::move(socket), peer, admitted.over_limit, id);
         } catch (const std::exception& e) {
             log(log_level::error, std::string("session failed: ") + e.what());
         }
@@ -411,10 +415,9 @@ private:
     // TLS (for wss://) and the opening handshake; the open websocket, or
     // null when the request was answered otherwise or the handshake failed.
     template <class Layer>
-    net::awaitable<std::shared_ptr<websocket_backend>> open_session(net::ip::tcp::socket socket, bool over_limit,
+    net::awaitable<std::shared_ptr<websocket_backend>> open_session(net::ip::tcp::socket socket,
+                                                                     net::ip::tcp::endpoint peer, bool over_limit,
                                                                      std::uint64_t& id) {
-        net_error_code ec;
-        const net::ip::tcp::endpoint peer = socket.remote_endpoint(ec);
         std::shared_ptr<stream_backend<Layer>> backend;
         if constexpr (std::is_same_v<Layer, net::ip::tcp::socket>) {
             backend = std::make_shared<stream_backend<Layer>>(std::move(socket));
