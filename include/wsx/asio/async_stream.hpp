@@ -220,7 +220,7 @@ public:
     // are always delivered whole: `streaming` is ignored.
     void set_options(connection_options options) {
         options.streaming = false;
-        impl_->next_options = std::make_shared<const connection_options>(std::move(options));
+        set_options(std::make_shared<const connection_options>(std::move(options)));
     }
     // The same, shared with other streams (a server's connections): each
     // keeps a pointer to them rather than a copy.
@@ -240,18 +240,9 @@ public:
     void set_low_water_mark(std::size_t bytes) noexcept { impl_->low_water_mark = bytes; }
     std::size_t low_water_mark() const noexcept { return impl_->low_water_mark; }
 
-    void set_control_callback(control_callback callback) {
-        impl_->hook().control = std::move(callback);
-        impl_->drop_empty_hooks();
-    }
-    void set_upgrade_handler(upgrade_handler handler) {
-        impl_->hook().upgrade = std::move(handler);
-        impl_->drop_empty_hooks();
-    }
-    void set_http_handler(http_handler handler) {
-        impl_->hook().http = std::move(handler);
-        impl_->drop_empty_hooks();
-    }
+    void set_control_callback(control_callback callback) { impl_->set_hook(&impl::callbacks::control, std::move(callback)); }
+    void set_upgrade_handler(upgrade_handler handler) { impl_->set_hook(&impl::callbacks::upgrade, std::move(handler)); }
+    void set_http_handler(http_handler handler) { impl_->set_hook(&impl::callbacks::http, std::move(handler)); }
 
     // The protocol core, once an accept or handshake started (else null).
     wsx::connection* connection() noexcept { return impl_->conn ? &*impl_->conn : nullptr; }
@@ -319,13 +310,7 @@ public:
     template <class CompletionToken>
     auto async_read(message& out, CompletionToken&& token) {
         auto initiation = [](auto handler, std::shared_ptr<impl> self, message* into) {
-            impl& me = *self;
-            if (const net_error_code ec = me.begin_message_read()) {
-                const auto executor = net::get_associated_executor(handler, me.next.get_executor());
-                net::post(executor, [handler = std::move(handler), ec]() mutable { std::move(handler)(ec); });
-                return;
-            }
-            read_operation<decltype(handler)>{std::move(self), into, std::move(handler)}();
+            start_read(std::move(self), into, std::move(handler), false);
         };
         return net::async_initiate<CompletionToken, void(net_error_code)>(std::move(initiation), token, impl_, &out);
     }
@@ -376,7 +361,7 @@ public:
     net::awaitable<net_error_code> co_read(message& out) {
         net_error_code result;
         if (try_read(out, result)) co_return result;
-        co_return co_await read_awaitable(&out);
+        co_return co_await read_awaitable(impl_, &out, true);
     }
     net::awaitable<net_error_code> co_write(bool text, const_bytes data) { return impl_->write_op(impl_, text, data); }
     net::awaitable<net_error_code> co_ping(const_bytes payload) {
@@ -436,13 +421,11 @@ private:
             http_handler http;
         };
         std::unique_ptr<callbacks> hooks;
-        callbacks& hook() {
+        template <class Callback>
+        void set_hook(Callback callbacks::*which, Callback value) {
             if (!hooks) hooks = std::make_unique<callbacks>();
-            return *hooks;
-        }
-        // Called after each change through hook(): frees them all once empty.
-        void drop_empty_hooks() noexcept {
-            if (hooks && !hooks->control && !hooks->upgrade && !hooks->http) hooks.reset();
+            (*hooks).*which = std::move(value);
+            if (!hooks->control && !hooks->upgrade && !hooks->http) hooks.reset();
         }
         close_status status;
         net_error_code failure; // the transport's error that ended everything
@@ -735,12 +718,20 @@ private:
             return {};
         }
 
-        // After a failed read: the connection's own close event when it
-        // ended the transport itself (a timeout), else the layer's failure.
-        net::awaitable<net_error_code> after_read_error(std::shared_ptr<impl> self, net_error_code ec) {
+        // After a failed read: true when the connection ended the transport
+        // itself (a timeout) and has its close event (taken: finish_close()
+        // next); else the layer's failure ends the stream.
+        bool closed_after_read_error(const std::shared_ptr<impl>& self, const net_error_code& ec) {
             const event ev = poll_event(self);
-            if (ev.type == event_type::close) co_return co_await handle_close(self, ev);
+            if (ev.type == event_type::close) {
+                take_close(ev);
+                return true;
+            }
             fail_transport(ec);
+            return false;
+        }
+        net::awaitable<net_error_code> after_read_error(std::shared_ptr<impl> self, net_error_code ec) {
+            if (closed_after_read_error(self, ec)) co_return co_await finish_close(self);
             co_return ec;
         }
 
@@ -751,13 +742,16 @@ private:
             status.ec = ev.ec;
         }
 
-        // The close event: let the server end TCP first where it should,
-        // then end the layer (after the close reply, which the writer is
-        // already sending, has left).
-        net::awaitable<net_error_code> handle_close(std::shared_ptr<impl> self, const event& ev) {
+        // The close event, taken by a read: recorded, and marked for the
+        // read that ends the transport (finish_close).
+        void take_close(const event& ev) {
             record_close(ev);
-            return finish_close(std::move(self));
+            close_pending = true;
         }
+
+        // After the close event: let the server end TCP first where it
+        // should, then end the layer (after the close reply, which the
+        // writer is already sending, has left).
         net::awaitable<net_error_code> finish_close(std::shared_ptr<impl> self) {
             close_pending = false;
             const std::error_code result = status.ec ? status.ec : make_error_code(error::connection_closed);
@@ -953,8 +947,7 @@ private:
                     if (hooks && hooks->control) hooks->control(ev.type, ev.data);
                     continue;
                 case event_type::close:
-                    record_close(ev);
-                    close_pending = true;
+                    take_close(ev);
                     return read_result::close;
                 case event_type::none:
                     return read_result::none;
@@ -1029,7 +1022,7 @@ private:
             } else {
                 // Reads (dropping messages) until the peer's close.
                 reading = true;
-                co_await read_awaitable(self, nullptr);
+                co_await read_awaitable(self, nullptr, false);
                 end_message_read();
             }
             if (failure && !status.ec) co_return failure;
@@ -1045,7 +1038,9 @@ private:
     // `reading` mark to its caller.
     template <class Handler>
     struct read_operation {
-        enum class step : std::uint8_t { start, waited, read };
+        // `polled`: a try_read() just found nothing there, so the read
+        // starts with the wait rather than polling the connection again.
+        enum class step : std::uint8_t { start, polled, waited, read };
 
         std::shared_ptr<impl> self;
         message* out;
@@ -1063,7 +1058,10 @@ private:
                 ec = me.end_read(n, ec);
                 if (ec) return failed(ec);
             }
-            switch (me.poll_read(self, out)) {
+            const auto found = at != step::polled  ? me.poll_read(self, out)
+                               : me.close_pending ? impl::read_result::close
+                                                  : impl::read_result::none;
+            switch (found) {
             case impl::read_result::message: return complete({});
             case impl::read_result::close: return finish_close();
             case impl::read_result::none: break;
@@ -1089,14 +1087,7 @@ private:
         // After a failed read: the connection's own close event when it
         // ended the transport itself (a timeout), else the layer's failure.
         void failed(net_error_code ec) {
-            impl& me = *self;
-            const event ev = me.poll_event(self);
-            if (ev.type == event_type::close) {
-                me.record_close(ev);
-                me.close_pending = true;
-                return finish_close();
-            }
-            me.fail_transport(ec);
+            if (self->closed_after_read_error(self, ec)) return finish_close();
             complete(ec);
         }
 
@@ -1125,26 +1116,42 @@ private:
         }
     };
 
+    // Starts the callback read: into *out (a read of messages, which marks
+    // the stream as reading, or fails at once), or without `out` until the
+    // close (close_op, which owns the reading mark). `polled`: right after a
+    // try_read() that found nothing.
+    template <class Handler>
+    static void start_read(std::shared_ptr<impl> self, message* out, Handler handler, bool polled) {
+        if (out != nullptr) {
+            if (const net_error_code ec = self->begin_message_read()) {
+                const auto executor = net::get_associated_executor(handler, self->next.get_executor());
+                net::post(executor, [handler = std::move(handler), ec]() mutable { std::move(handler)(ec); });
+                return;
+            }
+        }
+        using op = read_operation<Handler>;
+        op{std::move(self), out, std::move(handler), polled ? op::step::polled : op::step::start}();
+    }
+
     // The callback read, awaited without an exception for its error: the
-    // coroutine waits in the reactor, not in a frame of its own. Without
-    // `out`, it reads until the close (the caller owns the reading mark).
-    net::awaitable<net_error_code> read_awaitable(message* out) { return read_awaitable(impl_, out); }
-    static net::awaitable<net_error_code> read_awaitable(std::shared_ptr<impl> self, message* out) {
-        auto initiation = [](auto handler, std::shared_ptr<impl> me, message* into) {
+    // coroutine waits in the reactor, not in a frame of its own.
+    static net::awaitable<net_error_code> read_awaitable(std::shared_ptr<impl> self, message* out, bool polled) {
+        auto initiation = [](auto handler, std::shared_ptr<impl> me, message* into, bool after_poll) {
             const auto executor = net::get_associated_executor(handler, me->next.get_executor());
             auto adapted = net::bind_executor(executor, [handler = std::move(handler)](net_error_code ec) mutable {
                 std::move(handler)(std::exception_ptr(), ec);
             });
-            if (into != nullptr) {
-                if (const net_error_code ec = me->begin_message_read()) {
-                    net::post(executor, [adapted = std::move(adapted), ec]() mutable { std::move(adapted)(ec); });
-                    return;
-                }
-            }
-            read_operation<decltype(adapted)>{std::move(me), into, std::move(adapted)}();
+            start_read(std::move(me), into, std::move(adapted), after_poll);
         };
         return net::async_initiate<const net::use_awaitable_t<>&, void(std::exception_ptr, net_error_code)>(
-            std::move(initiation), net::use_awaitable, std::move(self), out);
+            std::move(initiation), net::use_awaitable, std::move(self), out, polled);
+    }
+    // For the websocket backend: the reads that follow a try_read() that
+    // found nothing.
+    net::awaitable<net_error_code> read_after_try(message& out) { return read_awaitable(impl_, &out, true); }
+    template <class Handler>
+    void read_after_try(message& out, Handler handler) {
+        start_read(impl_, &out, std::move(handler), true);
     }
     template <class>
     friend class detail::stream_backend;

@@ -145,10 +145,10 @@ public:
     virtual std::size_t high_water_mark() const noexcept = 0;
 
     // A read: read_now() completes it at once when it can (true, `result`
-    // set); else read() waits for it.
+    // set); else read() - right after it, nothing in between - waits.
     virtual bool read_now(message& out, net_error_code& result) = 0;
     virtual net::awaitable<net_error_code> read(message& out) = 0;
-    // The same with a callback (out must live until it is called).
+    // The same wait with a callback (out must live until it is called).
     virtual void read_then(message& out, std::function<void(net_error_code)> done) = 0;
     virtual net::awaitable<net_error_code> write(bool text, const_bytes data) = 0;
     virtual std::error_code try_write(bool text, const_bytes data) = 0;
@@ -206,9 +206,9 @@ public:
     std::size_t high_water_mark() const noexcept override { return stream.options().max_pending_output; }
 
     bool read_now(message& out, net_error_code& result) override { return stream.try_read(out, result); }
-    net::awaitable<net_error_code> read(message& out) override { return stream.read_awaitable(&out); }
+    net::awaitable<net_error_code> read(message& out) override { return stream.read_after_try(out); }
     void read_then(message& out, std::function<void(net_error_code)> done) override {
-        stream.async_read(out, std::move(done));
+        stream.read_after_try(out, std::move(done));
     }
     net::awaitable<net_error_code> write(bool text, const_bytes data) override { return stream.co_write(text, data); }
     std::error_code try_write(bool text, const_bytes data) override {
