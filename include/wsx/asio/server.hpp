@@ -364,10 +364,7 @@ private:
             call_back(*state, [&] {
                 if (callbacks_.on_open) callbacks_.on_open(state->ws);
             });
-            // The request (ws.request()) was on_open's to see; it costs a
-            // few KiB per connection.
-            backend->request_kept = false;
-            if (wsx::connection* core = backend->core()) core->release_handshake();
+            backend->release_request(); // on_open's to see (ws.request()); a few KiB
             // The reads go on after a failed callback too: they finish the
             // closing handshake it started.
             callback_read(std::move(state));
@@ -380,25 +377,30 @@ private:
                       });
     }
 
+    // What a handler or a callback threw: nothing, or a connection_closed
+    // (the connection ended under it), is no failure; anything else is,
+    // and is logged.
+    bool is_failure(const websocket_backend& backend, const std::exception_ptr& e) const {
+        if (!e) return false;
+        try {
+            std::rethrow_exception(e);
+        } catch (const connection_closed&) {
+            return false;
+        } catch (const std::exception& error) {
+            log(log_level::error, endpoint_text(backend.remote) + " handler failed: " + error.what());
+        } catch (...) {
+            log(log_level::error, endpoint_text(backend.remote) + " handler failed");
+        }
+        return true;
+    }
+
     // After the handler: Python websockets' rule, a handler that returns
     // closes with 1000, one that fails with 1011; a connection that ended
     // under it (connection_closed) needs nothing more.
     // `admitted` counts the connection until it is over.
     void handler_ended(std::shared_ptr<websocket_backend> backend, std::exception_ptr e, std::uint64_t id,
                        admission admitted) {
-        bool failed = false;
-        if (e) {
-            try {
-                std::rethrow_exception(e);
-            } catch (const connection_closed&) {
-            } catch (const std::exception& error) {
-                failed = true;
-                log(log_level::error, endpoint_text(backend->remote) + " handler failed: " + error.what());
-            } catch (...) {
-                failed = true;
-                log(log_level::error, endpoint_text(backend->remote) + " handler failed");
-            }
-        }
+        const bool failed = is_failure(*backend, e);
         if (!backend->is_open()) {
             log_close(*backend);
             remove_session(id);
@@ -495,12 +497,8 @@ private:
         try {
             call();
             return true;
-        } catch (const connection_closed&) {
-            return true; // the connection ended under it: its read reports that
-        } catch (const std::exception& e) {
-            log(log_level::error, endpoint_text(s.ws.remote_endpoint()) + " handler failed: " + e.what());
         } catch (...) {
-            log(log_level::error, endpoint_text(s.ws.remote_endpoint()) + " handler failed");
+            if (!is_failure(*s.ws.backend(), std::current_exception())) return true;
         }
         s.failed = true;
         s.ws.backend()->start_close(close_code::internal_error, "internal error");
@@ -541,10 +539,7 @@ private:
             // A read that could not run (a callback called receive()): close.
             backend.start_close(close_code::internal_error, "internal error");
         }
-        // As websocket::receive() reports it: a close we started that the
-        // peer answered without a code ends with the code we sent.
-        close_status status = backend.status();
-        if (status.code == close_code::no_status && !status.ec && !status.closed_by_peer) status.code = backend.close_sent;
+        const close_status status = backend.reported_status(); // as receive() reports it
         call_back(*s, [&] {
             if (callbacks_.on_close) callbacks_.on_close(s->ws, status);
         });

@@ -167,6 +167,26 @@ public:
     bool request_kept = true;     // connection::request()/response() still valid
     close_code close_sent = close_code::normal; // what we closed with, if we did
     std::shared_ptr<void> keep_alive;             // e.g. the TLS context of a client
+
+    // Frees the upgrade request (or the client's response): request() and
+    // response() are null afterwards.
+    void release_request() noexcept {
+        if (!request_kept) return;
+        request_kept = false;
+        if (wsx::connection* c = core()) c->release_handshake();
+    }
+
+    // The status to report for a failed operation or an end: the final one
+    // once the connection ended, else (closing, or a close we started that
+    // the peer answered without a code) the code we closed with.
+    close_status reported_status(const std::error_code& ec = {}) const {
+        close_status reported = status();
+        if (reported.code == close_code::no_status && !reported.ec && !reported.closed_by_peer) {
+            reported.code = close_sent;
+            if (ec && ec != error::connection_closed) reported.ec = ec;
+        }
+        return reported;
+    }
 };
 
 // any_executor::target<T>() does not check the type (Asio 1.22): ask first.
@@ -380,11 +400,7 @@ public:
     }
 
 private:
-    void forget_request() noexcept {
-        if (!backend_->request_kept) return;
-        backend_->request_kept = false;
-        if (wsx::connection* c = backend_->core()) c->release_handshake();
-    }
+    void forget_request() noexcept { backend_->release_request(); }
 
     // After a read: nothing for a message or a normal close, else the error.
     std::error_code end_error(const net_error_code& result) const {
@@ -402,16 +418,7 @@ private:
         return ec ? ec : make_error_code(error::connection_closed);
     }
 
-    // The status to report for a failed operation: the final one once the
-    // connection ended, else (closing) the code we closed with.
-    close_status status_for(const std::error_code& ec) const {
-        close_status status = backend_->status();
-        if (status.code == close_code::no_status && !status.ec && !status.closed_by_peer) {
-            status.code = backend_->close_sent;
-            if (ec && ec != error::connection_closed) status.ec = ec;
-        }
-        return status;
-    }
+    close_status status_for(const std::error_code& ec) const { return backend_->reported_status(ec); }
 
     net::awaitable<void> send_or_throw(bool text, const_bytes data) {
         const net_error_code ec = co_await backend_->write(text, data);
