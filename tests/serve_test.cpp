@@ -36,14 +36,14 @@ constexpr auto test_time_limit = std::chrono::seconds(180);
 
 // Runs body() on io to completion (and whatever it leaves behind, briefly).
 template <class Body>
-void run(net::io_context& io, Body body) {
+void run(net::io_context& io, Body body, std::chrono::seconds limit = test_time_limit) {
     bool done = false;
     std::exception_ptr failure;
     net::co_spawn(io, body(), [&](std::exception_ptr e) {
         done = true;
         failure = e;
     });
-    const auto deadline = std::chrono::steady_clock::now() + test_time_limit;
+    const auto deadline = std::chrono::steady_clock::now() + limit;
     while (!done && std::chrono::steady_clock::now() < deadline) io.run_one_for(100ms);
     if (failure) std::rethrow_exception(failure);
     REQUIRE(done);
@@ -170,11 +170,21 @@ struct raw_client {
     }
 };
 
+// No keepalive pings unless a test asks for them: a ping must not wake up
+// a connection that stalled (that would pass after 20 s, not fail).
 wsx::server_options quick_options() {
     wsx::server_options options;
     options.shutdown_timeout = 2000ms;
+    options.connection.ping_interval = wsx::duration(0);
     return options;
 }
+wsx::client_options quiet_client() {
+    wsx::client_options options;
+    options.connection.ping_interval = wsx::duration(0);
+    return options;
+}
+// What a stalled test waits before it fails, where a run takes well under a second.
+constexpr auto stall_limit = std::chrono::seconds(30);
 
 } // namespace
 
@@ -298,7 +308,7 @@ TEST_CASE("callbacks: on_open, on_message (echo with try_send), on_close; a thro
     };
     auto server = wsx::serve(io.get_executor(), callbacks, "127.0.0.1", 0, quick_options());
     run(io, [&]() -> net::awaitable<void> {
-        wsx::websocket ws = co_await wsx::connect(uri_for(server, "/echo"));
+        wsx::websocket ws = co_await wsx::connect(uri_for(server, "/echo"), quiet_client());
         // Several at once: the ones already read are handed out without waiting.
         for (int i = 0; i < 40; ++i) co_await ws.send_text("m" + std::to_string(i));
         co_await ws.send_binary(wsx::const_bytes(reinterpret_cast<const std::uint8_t*>("\x01\x02"), 2));
@@ -319,7 +329,7 @@ TEST_CASE("callbacks: on_open, on_message (echo with try_send), on_close; a thro
         }
         CHECK(close_codes[0] == 4001);
 
-        wsx::websocket failing = co_await wsx::connect(uri_for(server, "/fail"));
+        wsx::websocket failing = co_await wsx::connect(uri_for(server, "/fail"), quiet_client());
         co_await failing.send_text("throw");
         co_await failing.send_text("after the failure: not handed out");
         std::error_code ec;
@@ -327,7 +337,7 @@ TEST_CASE("callbacks: on_open, on_message (echo with try_send), on_close; a thro
         CHECK(failing.get_close_status().code == wsx::close_code::internal_error);
 
         // stop(): the callbacks' connections are closed with 1001 too.
-        wsx::websocket third = co_await wsx::connect(uri_for(server, "/third"));
+        wsx::websocket third = co_await wsx::connect(uri_for(server, "/third"), quiet_client());
         bool third_ended = false;
         net::co_spawn(io, [&]() -> net::awaitable<void> {
             std::error_code ignored;
@@ -342,7 +352,7 @@ TEST_CASE("callbacks: on_open, on_message (echo with try_send), on_close; a thro
         }
         CHECK(third.get_close_status().code == wsx::close_code::going_away);
         CHECK(server.connections() == 0);
-    });
+    }, stall_limit);
     CHECK(opened == 3);
     CHECK(received.size() == 42);
     CHECK(received.back() == "throw");
@@ -1228,7 +1238,7 @@ TEST_CASE("threads: callbacks on 3 server threads echo every message in order; c
     const std::string uri = uri_for(server, "/echo");
     for (int c = 0; c < clients; ++c) {
         net::co_spawn(net::make_strand(client_io), [&, c]() -> net::awaitable<void> {
-            wsx::websocket ws = co_await wsx::connect(uri);
+            wsx::websocket ws = co_await wsx::connect(uri, quiet_client());
             // All sent first, so that the server finds several already read.
             for (int i = 0; i < messages_each; ++i) co_await ws.send_text(std::to_string(c) + ":" + std::to_string(i));
             for (int i = 0; i < messages_each; ++i) {
@@ -1241,7 +1251,7 @@ TEST_CASE("threads: callbacks on 3 server threads echo every message in order; c
     }
     std::thread t1([&] { client_io.run_for(test_time_limit); });
     std::thread t2([&] { client_io.run_for(test_time_limit); });
-    CHECK(all_done.get_future().wait_for(test_time_limit) == std::future_status::ready);
+    CHECK(all_done.get_future().wait_for(stall_limit) == std::future_status::ready);
     CHECK(in_order == clients * messages_each);
     server.stop();
     client_io.stop();

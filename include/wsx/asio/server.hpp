@@ -509,12 +509,23 @@ private:
     // waits for more; ends with on_close.
     void callback_read(std::shared_ptr<callback_session> s) {
         websocket_backend& backend = *s->ws.backend();
-        for (int turn = 0; turn < 16; ++turn) {
+        for (int turn = 0;; ++turn) {
+            if (turn == 16) {
+                // More may be buffered: go on after the other connections'
+                // turns, not with a wait for bytes that may never come.
+                const net::any_io_executor executor = backend.executor();
+                net::post(executor, [s = std::move(s)]() mutable {
+                    server_state& server = *s->server;
+                    server.callback_read(std::move(s));
+                });
+                return;
+            }
             net_error_code result;
             if (!backend.read_now(s->inbox, result)) break;
             if (result) return callback_ended(std::move(s), result);
             deliver(*s);
         }
+        // Nothing buffered: wait for the peer.
         message& inbox = s->inbox;
         // (Only `s` is captured: the callback fits inside std::function.)
         backend.read_then(inbox, [s](net_error_code result) mutable {
