@@ -66,6 +66,7 @@
 #include <exception>
 #include <functional>
 #include <memory>
+#include <limits>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -563,6 +564,15 @@ private:
             write_next(self);
         }
 
+        // Asio's own transfer_all() hands the stream at most 64 KiB a call:
+        // a 1 MiB message then costs 17 send() calls, and the kernel's
+        // per-call work (pushing, waking the peer) 17 times. Each call here
+        // offers all that is left, and the kernel takes what its send buffer
+        // holds (a TLS stream still writes one record at a time).
+        static std::size_t write_all_at_once(const net_error_code& ec, std::size_t) noexcept {
+            return ec ? 0 : std::numeric_limits<std::size_t>::max();
+        }
+
         void write_next(const std::shared_ptr<impl>& self) {
             if (failure || transport_closed || !conn || conn->pending_output_size() == 0) {
                 writing = false;
@@ -576,7 +586,7 @@ private:
             // swapping buffers, not by copying.
             conn->take_output(write_buffer);
             in_flight = write_buffer.size();
-            net::async_write(next, net::buffer(write_buffer.data(), in_flight),
+            net::async_write(next, net::buffer(write_buffer.data(), in_flight), write_all_at_once,
                              [self](const net_error_code& ec, std::size_t) {
                                  impl& me = *self;
                                  me.in_flight = 0;
