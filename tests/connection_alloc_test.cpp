@@ -170,8 +170,9 @@ std::size_t receive_messages(connection& c, const bytes& wire, std::size_t times
     for (std::size_t t = 0; t < times; ++t) {
         std::size_t pos = 0;
         while (pos < wire.size()) {
-            const std::size_t n = how == reads::whole ? wire.size() : std::min<std::size_t>(1000, wire.size() - pos);
+            std::size_t n = how == reads::whole ? wire.size() : std::min<std::size_t>(1000, wire.size() - pos);
             const mutable_bytes area = c.prepare(n);
+            n = std::min(n, area.size()); // less only for the rest of a large frame's payload
             std::memcpy(area.data(), wire.data() + pos, n);
             c.commit(n);
             pos += n;

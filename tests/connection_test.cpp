@@ -922,3 +922,121 @@ TEST_CASE("an incompressible message of exactly the size limit gets through comp
     CHECK(events[0].ec);
     CHECK(events[0].code == close_code::message_too_big);
 }
+
+// ---- large messages without copies ----------------------------------------------
+
+namespace {
+
+bytes numbered(std::size_t size) {
+    bytes b(size);
+    for (std::size_t i = 0; i < size; ++i) b[i] = static_cast<std::uint8_t>(i * 13 + i / 251);
+    return b;
+}
+
+// Reads `wire` as a socket would, into prepare(read_size_hint()), and hands
+// each message event to `on_message`; checks on the way that a read never
+// lands past the end of a large frame's payload.
+template <class OnMessage>
+void read_like_a_socket(connection& c, const bytes& wire, OnMessage on_message) {
+    std::size_t pos = 0;
+    for (int reads = 0; pos < wire.size(); ++reads) {
+        REQUIRE(reads < 100);
+        const mutable_bytes area = c.prepare(c.read_size_hint());
+        REQUIRE(area.size() > 0);
+        const std::size_t n = std::min(area.size(), wire.size() - pos);
+        std::memcpy(area.data(), wire.data() + pos, n);
+        c.commit(n);
+        pos += n;
+        while (const event ev = c.next_event()) on_message(ev);
+    }
+}
+
+} // namespace
+
+TEST_CASE("a large message is read in place and handed over without a copy") {
+    raw_peer server(role::server);
+    const bytes big = numbered(200000);
+    bytes wire = frame(role::client, opcode::binary, big);
+    const bytes tail = frame(role::client, opcode::text, {'t', 'a', 'i', 'l'});
+    wire.insert(wire.end(), tail.begin(), tail.end());
+    const bytes big2 = numbered(180000);
+    const bytes second = frame(role::client, opcode::binary, big2);
+    wire.insert(wire.end(), second.begin(), second.end());
+
+    // The application's buffer, which the connection gets in exchange for
+    // the first message and fills with the second.
+    std::string mine(300000, 'q');
+    const char* const my_buffer = mine.data();
+    std::vector<std::string> got;
+    std::vector<const std::uint8_t*> where;
+    read_like_a_socket(server.conn, wire, [&](const event& ev) {
+        REQUIRE(ev.type == event_type::message);
+        where.push_back(ev.data.data());
+        server.conn.take_message(ev, mine);
+        got.push_back(mine);
+    });
+    REQUIRE(got.size() == 3);
+    CHECK(got[0] == std::string(big.begin(), big.end()));
+    CHECK(got[1] == "tail");
+    CHECK(got[2] == std::string(big2.begin(), big2.end()));
+    // The large ones were swapped out, not copied: the second one arrived
+    // in the buffer the application gave up for the first.
+    CHECK(where[2] == reinterpret_cast<const std::uint8_t*>(my_buffer));
+    CHECK(mine.data() == my_buffer);
+
+    SECTION("a small message is copied") {
+        const bytes small = frame(role::client, opcode::text, {'h', 'i'});
+        server.conn.receive(small);
+        const event ev = server.conn.next_event();
+        REQUIRE(ev.type == event_type::message);
+        std::string into;
+        server.conn.take_message(ev, into);
+        CHECK(into == "hi");
+        CHECK(reinterpret_cast<const std::uint8_t*>(into.data()) != ev.data.data());
+    }
+}
+
+TEST_CASE("a large message read in place under every chunking, and its failures") {
+    for (auto how : all_chunkings) {
+        CAPTURE(static_cast<int>(how));
+        raw_peer server(role::server);
+        std::string text(100000, 'x');
+        text.replace(50000, 4, "🎉");
+        const auto events = server.feed(frame(role::client, opcode::text, bytes(text.begin(), text.end())), how);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].text);
+        CHECK(events[0].data == text);
+    }
+    SECTION("invalid UTF-8 in a large text frame: 1007") {
+        raw_peer server(role::server);
+        bytes payload(100000, 'x');
+        payload[99999] = 0xff;
+        const auto events = server.feed(frame(role::client, opcode::text, payload), chunking::random);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].type == event_type::close);
+        CHECK(events[0].code == close_code::invalid_payload);
+        CHECK(sent_close_code(server) == 1007);
+    }
+    SECTION("the transport ends in the middle of the payload: 1006") {
+        raw_peer server(role::server);
+        bytes wire = frame(role::client, opcode::binary, numbered(100000));
+        wire.resize(wire.size() - 10);
+        server.conn.receive(wire);
+        CHECK(test::collect(server.conn).empty());
+        server.conn.receive_eof();
+        const auto events = test::collect(server.conn);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].code == close_code::abnormal);
+        CHECK(events[0].ec == error::unexpected_eof);
+    }
+    SECTION("a large frame inside a fragmented message is still a protocol error") {
+        raw_peer server(role::server);
+        bytes wire = frame(role::client, opcode::text, {'a'}, false);
+        const bytes big = frame(role::client, opcode::binary, numbered(100000));
+        wire.insert(wire.end(), big.begin(), big.end());
+        const auto events = server.feed(wire, chunking::random);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].code == close_code::protocol_error);
+        CHECK(events[0].ec == error::expected_continuation);
+    }
+}

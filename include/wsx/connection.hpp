@@ -10,7 +10,9 @@
 // Views handed out by next_event() (payloads, reasons, the request) point
 // into the connection's buffers: they stay valid until the next call to
 // next_event(), receive(), prepare() or commit(). A single-frame message is
-// never copied: it is unmasked and validated where it was read.
+// never copied: it is unmasked and validated where it was read. A large one
+// (direct_payload_size or more) is read straight into a buffer of its own,
+// which take_message() hands over to a std::string without copying.
 //
 // Time belongs to the caller: tell the connection what time it is with
 // tick(now), and ask next_deadline() when to call tick() again. Open, close,
@@ -125,7 +127,13 @@ public:
     // ---- bytes in -------------------------------------------------------
 
     // A writable area of at least n bytes at the end of the input buffer.
+    // While the payload of a large frame is being read, it is instead that
+    // payload's missing part, however long: those bytes land where the
+    // message will be handed out, so a read never copies them again.
     mutable_bytes prepare(std::size_t n) {
+        if (direct_ && wanted_ > 0) {
+            return {reinterpret_cast<std::uint8_t*>(message_.data()) + (message_.size() - wanted_), wanted_};
+        }
         if (in_read_ == in_end_) in_read_ = in_end_ = 0;
         if (in_.size() - in_end_ < n) {
             if (in_read_ > 0) { // compact what is unread to the front
@@ -138,14 +146,23 @@ public:
         return {in_.data() + in_end_, in_.size() - in_end_};
     }
     // Makes n bytes written into prepare()'s area part of the input.
-    void commit(std::size_t n) noexcept { in_end_ += std::min(n, in_.size() - in_end_); }
+    void commit(std::size_t n) noexcept {
+        if (direct_ && wanted_ > 0) {
+            wanted_ -= std::min(n, wanted_);
+            return;
+        }
+        in_end_ += std::min(n, in_.size() - in_end_);
+    }
 
     // Copies bytes in.
     void receive(const_bytes data) {
-        if (data.empty()) return;
-        auto area = prepare(data.size());
-        std::memcpy(area.data(), data.data(), data.size());
-        commit(data.size());
+        while (!data.empty()) {
+            const mutable_bytes area = prepare(data.size());
+            const std::size_t n = std::min(area.size(), data.size());
+            std::memcpy(area.data(), data.data(), n);
+            commit(n);
+            data = data.subspan(n);
+        }
     }
 
     // The transport reached end of stream.
@@ -169,6 +186,16 @@ public:
     // ---- events out -----------------------------------------------------
 
     event next_event();
+
+    // Puts the message of `ev`, the message event next_event() just
+    // returned, into `into`. A large message the connection holds in a
+    // buffer of its own is handed over by swapping buffers, not copied (the
+    // connection keeps `into`'s old buffer for a later message); any other
+    // is copied.
+    void take_message(const event& ev, std::string& into);
+
+    // A single-frame message at least this long is read into its own buffer.
+    static constexpr std::size_t direct_payload_size = 64 * 1024;
 
     // ---- the opening handshake -------------------------------------------
 
@@ -241,7 +268,9 @@ public:
     void tick(time_point now);
     std::optional<time_point> next_deadline() const noexcept;
     // Round-trip time of the last keepalive ping answered.
-    std::optional<duration> latency() const noexcept { return latency_; }
+    std::optional<duration> latency() const noexcept {
+        return latency_.count() < 0 ? std::nullopt : std::optional<duration>(latency_);
+    }
 
     // ---- added for the Asio adapter (wsx/asio/): buffer lending, broadcast --
 
@@ -302,6 +331,9 @@ private:
     void queue_bytes(std::string_view bytes);
     std::uint8_t* append_output(std::size_t n);
     event process_frame(const frame_header& h, mutable_bytes payload);
+    bool start_direct_payload(const frame_header& h, const_bytes payload_so_far);
+    event finish_direct_payload();
+    event truncated();
     event fail(std::error_code ec, close_code code);
     event close_event(close_code code, std::string_view reason, bool by_peer, std::error_code ec = {});
     void set_open(std::optional<deflate_params> deflate);
@@ -333,13 +365,18 @@ private:
     std::size_t in_end_ = 0;
     std::size_t wanted_ = 0;
 
-    // The message being received.
+    // The message being received. message_ is a string so that a message
+    // read into it can be handed to the application's std::string whole.
     bool in_message_ = false;
     bool message_text_ = false;
     bool message_compressed_ = false;
+    // A large frame's payload is being read into message_ directly; wanted_
+    // is what it still lacks, direct_key_ its mask key.
+    bool direct_ = false;
+    mask_key direct_key_{};
     std::size_t message_fragments_ = 0;
     std::size_t message_size_ = 0;
-    std::vector<std::uint8_t> message_;
+    std::string message_;
     utf8_validator utf8_;
 
     // The message being sent in pieces.
@@ -394,7 +431,7 @@ private:
     time_point last_activity_{};
     std::optional<time_point> ping_sent_;
     std::uint8_t ping_payload_[4]{};
-    std::optional<duration> latency_;
+    duration latency_{-1}; // none yet while negative
 
 public:
     // The buffers lent and taken back by release_buffers/adopt_buffers (for the
@@ -467,6 +504,12 @@ inline event connection::next_event() {
 
     for (;;) {
         if (pong_owed_) flush_pending_pong();
+        if (direct_) {
+            if (wanted_ > 0) return eof_ ? truncated() : event{};
+            event ev = finish_direct_payload();
+            if (ev) return ev;
+            continue;
+        }
         const_bytes unread(in_.data() + in_read_, in_end_ - in_read_);
         frame_header h;
         const std::uint8_t allowed_rsv = deflate_ ? rsv1_bit : 0;
@@ -500,19 +543,73 @@ inline event connection::next_event() {
                 if (ev) return ev;
                 continue;
             }
+            if (start_direct_payload(h, unread.subspan(parsed.size))) continue;
             wanted_ = total - unread.size();
         } else {
             wanted_ = parsed.size - unread.size();
         }
         // Not a whole frame yet.
-        if (eof_) {
-            in_read_ = in_end_ = 0;
-            error_ = error::unexpected_eof;
-            close_transport_ = true;
-            return close_event(close_code::abnormal, {}, false, error::unexpected_eof);
-        }
-        return {};
+        return eof_ ? truncated() : event{};
     }
+}
+
+// The transport ended inside a frame.
+inline event connection::truncated() {
+    in_read_ = in_end_ = 0;
+    direct_ = false;
+    wanted_ = 0;
+    error_ = error::unexpected_eof;
+    close_transport_ = true;
+    return close_event(close_code::abnormal, {}, false, error::unexpected_eof);
+}
+
+// A large frame that is a whole message (the only kind that can be handed
+// out as it was read) continues straight into message_; what arrived of its
+// payload so far, all of the unread input, moves there first. Its limits
+// were checked on its header; the rest of the checks run once it is whole.
+inline bool connection::start_direct_payload(const frame_header& h, const_bytes payload_so_far) {
+    if (!h.fin || (h.op != opcode::text && h.op != opcode::binary) || h.rsv != 0 || in_message_ ||
+        options_->streaming || h.payload_length < direct_payload_size)
+        return false;
+    const auto size = static_cast<std::size_t>(h.payload_length);
+    // Growing zero-fills only past the largest message this buffer held:
+    // it keeps its length between messages, and take_message() swaps in
+    // the application's last one.
+    message_.resize(size);
+    std::memcpy(message_.data(), payload_so_far.data(), payload_so_far.size());
+    in_read_ = in_end_ = 0;
+    wanted_ = size - payload_so_far.size();
+    direct_ = true;
+    direct_key_ = h.key;
+    in_message_ = true; // not idle: message_ is in use
+    message_text_ = h.op == opcode::text;
+    return true;
+}
+
+inline event connection::finish_direct_payload() {
+    direct_ = false;
+    in_message_ = false;
+    frame_header h;
+    h.op = message_text_ ? opcode::text : opcode::binary;
+    h.masked = role_ == role::server; // parse_frame_header let in no other
+    h.key = direct_key_;
+    h.payload_length = message_.size();
+    const mutable_bytes payload(reinterpret_cast<std::uint8_t*>(message_.data()), message_.size());
+    if (now_) last_activity_ = *now_;
+    if (h.masked) apply_mask(payload, h.key);
+    return process_frame(h, payload);
+}
+
+inline void connection::take_message(const event& ev, std::string& into) {
+    const bool own = ev.type == event_type::message && ev.data.size() >= direct_payload_size &&
+                     ev.data.data() == reinterpret_cast<const std::uint8_t*>(message_.data()) &&
+                     ev.data.size() == message_.size() && message_.capacity() / 2 <= message_.size();
+    if (own) {
+        // The application's old buffer serves the next large message.
+        into.swap(message_);
+        return;
+    }
+    into.assign(reinterpret_cast<const char*>(ev.data.data()), ev.data.size());
 }
 
 inline event connection::process_frame(const frame_header& h, mutable_bytes payload) {
@@ -543,7 +640,7 @@ inline event connection::process_frame(const frame_header& h, mutable_bytes payl
             // no answer. One that echoes our keepalive ping ends its wait.
             if (ping_sent_ && payload.size() == sizeof ping_payload_ &&
                 std::memcmp(payload.data(), ping_payload_, sizeof ping_payload_) == 0) {
-                if (now_) latency_ = std::chrono::duration_cast<duration>(*now_ - *ping_sent_);
+                if (now_) latency_ = std::max(duration::zero(), std::chrono::duration_cast<duration>(*now_ - *ping_sent_));
                 ping_sent_.reset();
             }
             ev.type = event_type::pong;
@@ -584,7 +681,6 @@ inline event connection::process_frame(const frame_header& h, mutable_bytes payl
         message_compressed_ = (h.rsv & rsv1_bit) != 0;
         message_fragments_ = 0;
         message_size_ = 0;
-        message_.clear();
         utf8_.reset();
     } else {
         // RFC 6455 §5.4: a continuation needs a message to continue.
@@ -599,11 +695,11 @@ inline event connection::process_frame(const frame_header& h, mutable_bytes payl
     if (message_compressed_) {
         // RFC 7692 §8: bound the inflated size while inflating, not after.
         // In streaming mode each chunk starts the buffer afresh.
-        if (options_->streaming) message_.clear();
+        if (first || options_->streaming) message_.clear();
         const std::size_t before = message_.size();
         if (auto ec = zlib_->in.decompress(payload, h.fin, message_, options_->max_message_size))
             return fail(ec, close_code_for(ec));
-        data = const_bytes(message_.data() + before, message_.size() - before);
+        data = const_bytes(reinterpret_cast<const std::uint8_t*>(message_.data()) + before, message_.size() - before);
     }
     message_size_ += data.size();
 
@@ -628,11 +724,12 @@ inline event connection::process_frame(const frame_header& h, mutable_bytes payl
             ev.data = data;
             return ev;
         }
-        message_.insert(message_.end(), data.begin(), data.end());
+        if (first) message_.clear();
+        message_.append(reinterpret_cast<const char*>(data.data()), data.size());
     }
     if (!h.fin) return {};
     ev.type = event_type::message;
-    ev.data = const_bytes(message_.data(), message_.size());
+    ev.data = const_bytes(reinterpret_cast<const std::uint8_t*>(message_.data()), message_.size());
     return ev;
 }
 
@@ -894,14 +991,13 @@ inline bool connection::release_buffers(buffer_set& into) noexcept {
     // The input keeps its size (prepare() reads into size(), not capacity()).
     in_read_ = in_end_ = 0;
     out_read_ = out_end_ = 0;
-    message_.clear();
     scratch_.clear();
     into.input = std::move(in_);
     into.message = std::move(message_);
     into.output = std::move(out_);
     into.scratch = std::move(scratch_);
     in_.clear();
-    message_.clear();
+    message_ = std::string();
     out_.clear();
     scratch_.clear();
     return true;
@@ -909,13 +1005,12 @@ inline bool connection::release_buffers(buffer_set& into) noexcept {
 
 inline void connection::adopt_buffers(buffer_set& from) noexcept {
     if (in_.capacity() == 0 && in_end_ == 0) std::swap(in_, from.input);
-    if (message_.capacity() == 0 && !in_message_) std::swap(message_, from.message);
+    if (message_.capacity() <= std::string().capacity() && !in_message_) std::swap(message_, from.message);
     if (out_.capacity() == 0 && out_size_ == 0) {
         std::swap(out_, from.output);
         out_read_ = out_end_ = 0;
     }
     if (scratch_.capacity() == 0) std::swap(scratch_, from.scratch);
-    if (!in_message_) message_.clear();
     scratch_.clear();
 }
 

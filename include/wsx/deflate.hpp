@@ -538,8 +538,9 @@ public:
     // `out` never grew by more than max_message_size + 1 for the message.
     // A corrupt stream: error::inflate_failed. After an error the rest of
     // the message must not be passed in; the next message starts afresh.
-    std::error_code decompress(const_bytes part, bool end_of_message, std::vector<std::uint8_t>& out,
-                               std::size_t max_message_size) {
+    // `out` is a std::vector<std::uint8_t> or a std::string.
+    template <class Buffer>
+    std::error_code decompress(const_bytes part, bool end_of_message, Buffer& out, std::size_t max_message_size) {
         if (!stream_) {
             if (auto ec = start()) return ec;
         }
@@ -602,7 +603,8 @@ private:
         stream_ended_ = false;
     }
 
-    std::error_code inflate_bytes(const_bytes input, std::vector<std::uint8_t>& out, std::size_t max_message_size) {
+    template <class Buffer>
+    std::error_code inflate_bytes(const_bytes input, Buffer& out, std::size_t max_message_size) {
         if (input.empty()) return {};
         z_stream& s = *stream_;
         std::size_t used = out.size();
@@ -644,7 +646,7 @@ private:
                     }
                 }
                 const std::size_t room = std::min(out.size() - used, detail::zlib_slice);
-                s.next_out = out.data() + used;
+                s.next_out = reinterpret_cast<Bytef*>(out.data()) + used;
                 s.avail_out = static_cast<uInt>(room);
                 const int rc = inflate(&s, Z_SYNC_FLUSH);
                 const std::size_t produced = room - s.avail_out;

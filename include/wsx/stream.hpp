@@ -396,7 +396,7 @@ public:
             if (ec) return;
             out.text = ev.text;
             if (ev.type == event_type::message) {
-                out.data.assign(ev.data_view());
+                connection_->take_message(ev, out.data);
                 return;
             }
             out.data.append(ev.data_view());

@@ -948,7 +948,7 @@ private:
                 case event_type::message:
                     if (out == nullptr) continue;
                     out->text = ev.text;
-                    out->data.assign(reinterpret_cast<const char*>(ev.data.data()), ev.data.size());
+                    conn->take_message(ev, out->data);
                     if (!writing) reclaim();
                     message_in_hand = true;
                     return read_result::message;

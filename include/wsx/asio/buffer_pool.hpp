@@ -84,7 +84,8 @@ private:
     }
     template <class Vector>
     void put(std::vector<Vector>& into, Vector& v) {
-        const std::size_t bytes = v.capacity();
+        // A string's own small buffer is not worth keeping.
+        const std::size_t bytes = v.capacity() > Vector().capacity() ? v.capacity() : 0;
         if (bytes == 0) return;
         if (into.size() < max_kept && bytes <= max_kept_bytes - kept_bytes_) {
             kept_bytes_ += bytes;
