@@ -10,6 +10,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <exception>
@@ -215,6 +216,8 @@ namespace {
 struct counting_socket {
     tcp::socket socket;
     std::shared_ptr<std::size_t> writes = std::make_shared<std::size_t>(0);
+    // Where the bytes of each write came from.
+    std::shared_ptr<std::vector<const void*>> sources = std::make_shared<std::vector<const void*>>();
 
     explicit counting_socket(tcp::socket s) : socket(std::move(s)) {}
     using executor_type = tcp::socket::executor_type;
@@ -227,9 +230,32 @@ struct counting_socket {
     template <class Buffers, class Token>
     auto async_write_some(const Buffers& buffers, Token&& token) {
         ++*writes;
+        for (auto it = net::buffer_sequence_begin(buffers); it != net::buffer_sequence_end(buffers); ++it)
+            sources->push_back(net::const_buffer(*it).data());
         return socket.async_write_some(buffers, std::forward<Token>(token));
     }
 };
+
+// A server over a counting_socket and a plain client, past the handshake.
+struct counted_pair {
+    std::unique_ptr<wsx::async_stream<counting_socket>> server;
+    std::unique_ptr<plain_stream> client;
+};
+
+net::awaitable<counted_pair> open_counted_pair(net::io_context& io) {
+    auto [client_socket, server_socket] = co_await connected_sockets(io);
+    counted_pair pair;
+    pair.server = std::make_unique<wsx::async_stream<counting_socket>>(counting_socket(std::move(server_socket)));
+    pair.client = std::make_unique<plain_stream>(std::move(client_socket));
+    bool accepted = false;
+    pair.server->async_accept([&](const net_error_code& ec) {
+        CHECK(!ec);
+        accepted = true;
+    });
+    co_await pair.client->async_handshake("localhost", "/", net::use_awaitable);
+    while (!accepted) co_await net::post(io, net::use_awaitable);
+    co_return pair;
+}
 
 } // namespace
 
@@ -273,16 +299,9 @@ TEST_CASE("many writers on one connection: every frame arrives, each writer's in
 
 TEST_CASE("frames queued together leave in one write") {
     run_coroutine([](net::io_context& io) -> net::awaitable<void> {
-        auto [client_socket, server_socket] = co_await connected_sockets(io);
-        wsx::async_stream<counting_socket> server{counting_socket(std::move(server_socket))};
-        plain_stream client(std::move(client_socket));
-        bool accepted = false;
-        server.async_accept([&](const net_error_code& ec) {
-            CHECK(!ec);
-            accepted = true;
-        });
-        co_await client.async_handshake("localhost", "/", net::use_awaitable);
-        while (!accepted) co_await net::post(io, net::use_awaitable);
+        auto pair = co_await open_counted_pair(io);
+        auto& server = *pair.server;
+        auto& client = *pair.client;
 
         const std::size_t before = *server.next_layer().writes;
         for (int i = 0; i < 100; ++i) REQUIRE(!server.try_write_text("frame " + std::to_string(i)));
@@ -292,6 +311,60 @@ TEST_CASE("frames queued together leave in one write") {
             CHECK(m.data == "frame " + std::to_string(i));
         }
         CHECK(*server.next_layer().writes - before == 1);
+        net::co_spawn(io, echo_loop(server), net::detached); // to answer the close
+        co_await client.async_close(wsx::close_code::normal, net::use_awaitable);
+    });
+}
+
+TEST_CASE("a server's large message leaves from the caller's memory, in order with other frames") {
+    run_coroutine([](net::io_context& io) -> net::awaitable<void> {
+        auto pair = co_await open_counted_pair(io);
+        auto& server = *pair.server;
+        auto& client = *pair.client;
+
+        const std::string big = pattern(300000, false);
+        const std::string big_text = pattern(200000, true);
+        bool written = false;
+        REQUIRE(!server.try_write_text("before"));
+        net::co_spawn(
+            io,
+            [&]() -> net::awaitable<void> {
+                co_await server.async_write_binary(wsx::const_bytes(big), net::use_awaitable);
+                CHECK(!server.try_write_text("after"));
+                co_await server.async_write_text(big_text, net::use_awaitable);
+                written = true;
+            },
+            net::detached);
+        // Another writer at the same time.
+        net::co_spawn(
+            io,
+            [&]() -> net::awaitable<void> {
+                for (int i = 0; i < 20; ++i) co_await server.async_write_text("w" + std::to_string(i), net::use_awaitable);
+            },
+            net::detached);
+
+        std::vector<std::string> order;
+        int next_w = 0;
+        wsx::message m;
+        for (int n = 0; n < 24; ++n) {
+            co_await client.async_read(m, net::use_awaitable);
+            if (m.data.size() > 1000) {
+                CHECK(m.text == (m.data.size() == big_text.size()));
+                CHECK(m.data == (m.text ? big_text : big));
+                order.push_back(m.text ? "big text" : "big");
+            } else if (m.data[0] == 'w') {
+                CHECK(m.data == "w" + std::to_string(next_w++));
+            } else {
+                order.push_back(m.data);
+            }
+        }
+        CHECK(order == std::vector<std::string>{"before", "big", "after", "big text"});
+        CHECK(next_w == 20);
+        CHECK(written);
+        // Written from `big` itself, not from a copy of it.
+        const auto& from = *server.next_layer().sources;
+        CHECK(std::find(from.begin(), from.end(), static_cast<const void*>(big.data())) != from.end());
+        CHECK(std::find(from.begin(), from.end(), static_cast<const void*>(big_text.data())) != from.end());
         net::co_spawn(io, echo_loop(server), net::detached); // to answer the close
         co_await client.async_close(wsx::close_code::normal, net::use_awaitable);
     });

@@ -1040,3 +1040,49 @@ TEST_CASE("a large message read in place under every chunking, and its failures"
         CHECK(events[0].ec == error::expected_continuation);
     }
 }
+
+TEST_CASE("send_header queues a server's header; the caller writes the payload") {
+    raw_peer server(role::server);
+    const bytes payload = numbered(100000);
+    REQUIRE(server.conn.can_send_header(payload.size()));
+    REQUIRE_FALSE(server.conn.send_text("first"));
+    REQUIRE_FALSE(server.conn.send_header(false, payload.size()));
+    bytes wire = test::drain(server.conn);
+    // RFC 6455 §5.2: 127, then the length in 64 bits, network byte order.
+    const bytes header{0x82, 0x7f, 0, 0, 0, 0, 0, 0x01, 0x86, 0xa0};
+    REQUIRE(wire.size() == 7 + header.size());
+    CHECK(bytes(wire.begin() + 7, wire.end()) == header);
+    wire.insert(wire.end(), payload.begin(), payload.end());
+    REQUIRE_FALSE(server.conn.send_text("after"));
+    const bytes after = test::drain(server.conn);
+    wire.insert(wire.end(), after.begin(), after.end());
+
+    raw_peer client(role::client);
+    const auto events = client.feed(wire, chunking::random);
+    REQUIRE(events.size() == 3);
+    CHECK(events[0].data == "first");
+    CHECK_FALSE(events[1].text);
+    CHECK(events[1].data == std::string(payload.begin(), payload.end()));
+    CHECK(events[2].data == "after");
+
+    SECTION("only frames that go out exactly as given") {
+        CHECK_FALSE(client.conn.can_send_header(100)); // a client masks
+        CHECK(client.conn.send_header(true, 100) == std::errc::invalid_argument);
+        auto o = test::fixed_options();
+        o.fragment_size = 1000;
+        raw_peer cutting(role::server, o);
+        CHECK(cutting.conn.can_send_header(1000));
+        CHECK_FALSE(cutting.conn.can_send_header(1001));
+        connection compressing(role::server, test::fixed_options());
+        compressing.open_without_handshake(deflate_params{});
+        CHECK_FALSE(compressing.can_send_header(100000)); // it would go compressed
+        CHECK(compressing.can_send_header(deflate_options{}.compress_threshold - 1));
+    }
+    SECTION("the rules of sending still apply") {
+        REQUIRE_FALSE(server.conn.begin_message(true, {}));
+        CHECK(server.conn.send_header(true, 10) == error::expected_continuation);
+        REQUIRE_FALSE(server.conn.finish_message());
+        REQUIRE_FALSE(server.conn.close());
+        CHECK(server.conn.send_header(true, 10) == error::connection_closed);
+    }
+}

@@ -242,6 +242,16 @@ public:
     // Starts the closing handshake (or, while connecting, abandons it).
     std::error_code close(close_code code = close_code::normal, std::string_view reason = {});
 
+    // Sending without a copy, for a writer that can write from the
+    // application's memory (a gather write): send_header() queues only the
+    // header of a whole message of `size` bytes, and the writer writes the
+    // payload itself, right after all output pending before the call and
+    // before any queued after it. Only a frame that goes out exactly as
+    // given qualifies (can_send_header()): a server's (a client masks its
+    // payloads), not compressed, not cut into fragments.
+    bool can_send_header(std::size_t size) const noexcept;
+    std::error_code send_header(bool text, std::size_t size);
+
     // ---- bytes out ----------------------------------------------------------
 
     // The first contiguous piece of the bytes to write.
@@ -974,6 +984,24 @@ inline void connection::queue_frame(opcode op, const_bytes payload, bool fin, st
         std::memcpy(at + header_size, payload.data(), payload.size());
         if (h.masked) apply_mask(mutable_bytes(at + header_size, payload.size()), h.key);
     }
+}
+
+inline bool connection::can_send_header(std::size_t size) const noexcept {
+    if (role_ != role::server) return false;
+    if (deflate_ && size >= deflate_settings().compress_threshold) return false;
+    return options_->fragment_size == 0 || size <= options_->fragment_size;
+}
+
+inline std::error_code connection::send_header(bool text, std::size_t size) {
+    if (!can_send_header(size)) return std::make_error_code(std::errc::invalid_argument);
+    if (sending_message_) return error::expected_continuation;
+    if (auto ec = check_can_send()) return ec;
+    frame_header h;
+    h.op = text ? opcode::text : opcode::binary;
+    h.payload_length = size;
+    const std::size_t header_size = frame_header_size(h.payload_length, false);
+    write_frame_header(h, mutable_bytes(append_output(header_size), header_size));
+    return {};
 }
 
 // Added for the Asio adapter's broadcast: frames made once, queued as they are.

@@ -443,10 +443,10 @@ public:
 
     // ---- writing -------------------------------------------------------------
 
+    // A server's large message (64 KiB or more, uncompressed) is written
+    // from `text` or `data` itself, after its header, not copied first.
     void write_text(std::string_view text, std::error_code& ec) {
-        if (!check_open(ec)) return;
-        ec = connection_->send_text(text);
-        if (!ec) flush(ec);
+        write_message(true, const_bytes(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), ec);
     }
     void write_text(std::string_view text) {
         std::error_code ec;
@@ -454,11 +454,7 @@ public:
         detail::throw_on_error(ec, "wsx::stream::write_text");
     }
 
-    void write_binary(const_bytes data, std::error_code& ec) {
-        if (!check_open(ec)) return;
-        ec = connection_->send_binary(data);
-        if (!ec) flush(ec);
-    }
+    void write_binary(const_bytes data, std::error_code& ec) { write_message(false, data, ec); }
     void write_binary(const_bytes data) {
         std::error_code ec;
         write_binary(data, ec);
@@ -655,6 +651,33 @@ private:
     }
 
     // Writes everything the connection has queued.
+    void write_message(bool text, const_bytes data, std::error_code& ec) {
+        if (!check_open(ec)) return;
+        wsx::connection& c = *connection_;
+        if (data.size() >= connection::direct_payload_size && c.can_send_header(data.size())) {
+            ec = c.send_header(text, data.size());
+            if (!ec && flush(ec)) write_all(data, ec);
+            return;
+        }
+        ec = text ? c.send_text(as_string_view(data)) : c.send_binary(data);
+        if (!ec) flush(ec);
+    }
+
+    // Writes bytes that are not in the connection's output (a payload
+    // after its header).
+    bool write_all(const_bytes data, std::error_code& ec) {
+        while (!data.empty()) {
+            std::size_t n = next_.write_some(data, ec);
+            if (!ec && n == 0) ec = std::make_error_code(std::errc::io_error);
+            if (ec) {
+                fail_layer(ec);
+                return false;
+            }
+            data = data.subspan(n);
+        }
+        return true;
+    }
+
     bool flush(std::error_code& ec) {
         ec.clear();
         if (failure_) {

@@ -27,7 +27,10 @@
 // Reading: one read (async_read or async_close's wait) at a time. Writing:
 // any number of writers at once. A write puts its frame into the
 // connection's send queue and completes; one internal writer drains the
-// queue, so frames queued together leave in one write. The queue has a high
+// queue, so frames queued together leave in one write. A server's large
+// message (64 KiB or more, sent uncompressed) is not copied into the queue:
+// it is written from the caller's memory after what was queued before it,
+// and its write completes once it is written. The queue has a high
 // water mark (connection_options::max_pending_output, 1 MiB) and a low water
 // mark (256 KiB): above the high one, async_write_* waits until the queue is
 // back under the low one, and try_write_* answers wsx::error::would_block.
@@ -60,6 +63,7 @@
 #include <wsx/uri.hpp>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -333,7 +337,7 @@ public:
     template <class CompletionToken>
     auto async_write(bool text, const_bytes data, CompletionToken&& token) {
         return launch(std::forward<CompletionToken>(token),
-                      [self = impl_, text, data]() { return self->write_op(self, text, data); });
+                      [self = impl_, text, data]() { return self->write(self, text, data); });
     }
 
     // Queues a message now, or answers would_block when the send queue is
@@ -364,7 +368,7 @@ public:
         if (try_read(out, result)) co_return result;
         co_return co_await read_awaitable(impl_, &out, true);
     }
-    net::awaitable<net_error_code> co_write(bool text, const_bytes data) { return impl_->write_op(impl_, text, data); }
+    net::awaitable<net_error_code> co_write(bool text, const_bytes data) { return impl_->write(impl_, text, data); }
     net::awaitable<net_error_code> co_ping(const_bytes payload) {
         return impl_->ping_op(impl_, std::vector<std::uint8_t>(payload.begin(), payload.end()));
     }
@@ -988,6 +992,43 @@ private:
             if (ec) co_return to_net_error(ec);
             start_writer(self);
             co_return net_error_code{};
+        }
+
+        // Writes go through write_op, or through write_in_place when this
+        // holds (decided before either starts: write_op's frame stays small,
+        // which keeps the heap of many connections compact).
+        bool writes_in_place(std::size_t size) const noexcept {
+            return conn && size >= connection::direct_payload_size && conn->can_send_header(size);
+        }
+        net::awaitable<net_error_code> write(std::shared_ptr<impl> self, bool text, const_bytes data) {
+            if (writes_in_place(data.size())) return write_in_place(std::move(self), text, data);
+            return write_op(std::move(self), text, data);
+        }
+
+        // A large message leaves from the caller's memory, without a copy:
+        // its header, with whatever was queued before it, and its payload
+        // go in one gather write, and the operation completes once they are
+        // written (the caller's bytes must stay until then).
+        net::awaitable<net_error_code> write_in_place(std::shared_ptr<impl> self, bool text, const_bytes data) {
+            // Nothing may slip in between the header and the payload: this
+            // write takes the writer's place once the writer is idle.
+            while (writing && !check_open()) co_await wait_for_change();
+            if (const net_error_code ec = check_open()) co_return ec;
+            lend();
+            if (const std::error_code ec = conn->send_header(text, data.size())) co_return to_net_error(ec);
+            writing = true;
+            if (write_buffer.capacity() == 0) write_buffer = detail::thread_buffer_pool().take_write_buffer();
+            conn->take_output(write_buffer);
+            in_flight = write_buffer.size() + data.size();
+            const std::array<net::const_buffer, 2> buffers{net::buffer(write_buffer.data(), write_buffer.size()),
+                                                           net::buffer(data.data(), data.size())};
+            net_error_code ec;
+            co_await net::async_write(next, buffers, write_all_at_once, net::redirect_error(net::use_awaitable, ec));
+            in_flight = 0;
+            if (ec) fail_transport(ec);
+            else wake();
+            write_next(self); // what was queued meanwhile, then the writer is idle again
+            co_return ec;
         }
 
         std::error_code try_write(bool text, const_bytes data) {
