@@ -4,7 +4,8 @@
 #   tests/fuzz/run.sh BUILD_DIR SECONDS
 #
 # Each fuzzer starts from a copy of its seed corpus (tests/fuzz/corpus/<name>/)
-# in a temporary directory, so the source tree is never modified. Prints one
+# in a temporary directory, so the source tree is never modified. As many
+# fuzzers run at once as there are CPUs (WSX_FUZZ_JOBS sets it). Prints one
 # line per fuzzer (executions, coverage, corpus growth) and exits non-zero if
 # any fuzzer crashed, leaked, timed out or could not run; the crash log and
 # the input that caused it are kept and their place is printed.
@@ -30,7 +31,19 @@ if [[ ${#fuzzers[@]} -eq 0 ]]; then
     exit 2
 fi
 
-failed=0
+parallel=${WSX_FUZZ_JOBS:-$(nproc)}
+[[ $parallel =~ ^[1-9][0-9]*$ ]] || parallel=1
+
+# Runs one fuzzer from a copy of its seeds; leaves its exit status in $dir/status.
+run_one() {
+    local fuzzer=$1 dir=$2 status=0
+    "$fuzzer" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 \
+        -artifact_prefix="$dir/" "$dir/corpus" >"$dir/log" 2>&1 || status=$?
+    echo "$status" >"$dir/status"
+}
+
+names=()
+running=0
 for fuzzer in "${fuzzers[@]}"; do
     [[ -f $fuzzer && -x $fuzzer ]] || continue
     name=${fuzzer##*/wsx_fuzz_}
@@ -39,11 +52,22 @@ for fuzzer in "${fuzzers[@]}"; do
     if [[ -d $source_dir/corpus/$name ]]; then
         cp -R "$source_dir/corpus/$name/." "$dir/corpus/"
     fi
-    seeds=$(find "$dir/corpus" -type f | wc -l)
+    find "$dir/corpus" -type f | wc -l >"$dir/seeds"
+    names+=("$name")
+    if [[ $running -ge $parallel ]]; then
+        wait -n || true
+        running=$((running - 1))
+    fi
+    run_one "$fuzzer" "$dir" &
+    running=$((running + 1))
+done
+wait
 
-    status=0
-    "$fuzzer" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 \
-        -artifact_prefix="$dir/" "$dir/corpus" >"$dir/log" 2>&1 || status=$?
+failed=0
+for name in "${names[@]}"; do
+    dir=$work/$name
+    seeds=$(cat "$dir/seeds")
+    status=$(cat "$dir/status" 2>/dev/null || echo 1)
 
     # libFuzzer's final stats, and its last status line for coverage.
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$dir/log" | tail -n 1)
