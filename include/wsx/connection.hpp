@@ -131,9 +131,7 @@ public:
     // payload's missing part, however long: those bytes land where the
     // message will be handed out, so a read never copies them again.
     mutable_bytes prepare(std::size_t n) {
-        if (direct_ && wanted_ > 0) {
-            return {reinterpret_cast<std::uint8_t*>(message_.data()) + (message_.size() - wanted_), wanted_};
-        }
+        if (filling_direct()) return mutable_bytes(message_).subspan(message_.size() - wanted_);
         if (in_read_ == in_end_) in_read_ = in_end_ = 0;
         if (in_.size() - in_end_ < n) {
             if (in_read_ > 0) { // compact what is unread to the front
@@ -147,7 +145,7 @@ public:
     }
     // Makes n bytes written into prepare()'s area part of the input.
     void commit(std::size_t n) noexcept {
-        if (direct_ && wanted_ > 0) {
+        if (filling_direct()) {
             wanted_ -= std::min(n, wanted_);
             return;
         }
@@ -342,6 +340,7 @@ private:
     std::uint8_t* append_output(std::size_t n);
     event process_frame(const frame_header& h, mutable_bytes payload);
     bool start_direct_payload(const frame_header& h, const_bytes payload_so_far);
+    bool filling_direct() const noexcept { return direct_ && wanted_ > 0; }
     event finish_direct_payload();
     event truncated();
     event fail(std::error_code ec, close_code code);
@@ -604,7 +603,7 @@ inline event connection::finish_direct_payload() {
     h.masked = role_ == role::server; // parse_frame_header let in no other
     h.key = direct_key_;
     h.payload_length = message_.size();
-    const mutable_bytes payload(reinterpret_cast<std::uint8_t*>(message_.data()), message_.size());
+    const mutable_bytes payload(message_);
     if (now_) last_activity_ = *now_;
     if (h.masked) apply_mask(payload, h.key);
     return process_frame(h, payload);
@@ -612,7 +611,7 @@ inline event connection::finish_direct_payload() {
 
 inline void connection::take_message(const event& ev, std::string& into) {
     const bool own = ev.type == event_type::message && ev.data.size() >= direct_payload_size &&
-                     ev.data.data() == reinterpret_cast<const std::uint8_t*>(message_.data()) &&
+                     ev.data.data() == const_bytes(message_).data() &&
                      ev.data.size() == message_.size() && message_.capacity() / 2 <= message_.size();
     if (own) {
         // The application's old buffer serves the next large message.
@@ -709,7 +708,7 @@ inline event connection::process_frame(const frame_header& h, mutable_bytes payl
         const std::size_t before = message_.size();
         if (auto ec = zlib_->in.decompress(payload, h.fin, message_, options_->max_message_size))
             return fail(ec, close_code_for(ec));
-        data = const_bytes(reinterpret_cast<const std::uint8_t*>(message_.data()) + before, message_.size() - before);
+        data = const_bytes(message_).subspan(before);
     }
     message_size_ += data.size();
 
@@ -739,7 +738,7 @@ inline event connection::process_frame(const frame_header& h, mutable_bytes payl
     }
     if (!h.fin) return {};
     ev.type = event_type::message;
-    ev.data = const_bytes(reinterpret_cast<const std::uint8_t*>(message_.data()), message_.size());
+    ev.data = const_bytes(message_);
     return ev;
 }
 
@@ -1025,7 +1024,7 @@ inline bool connection::release_buffers(buffer_set& into) noexcept {
     into.output = std::move(out_);
     into.scratch = std::move(scratch_);
     in_.clear();
-    message_ = std::string();
+    message_.clear();
     out_.clear();
     scratch_.clear();
     return true;

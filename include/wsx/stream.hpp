@@ -446,7 +446,7 @@ public:
     // A server's large message (64 KiB or more, uncompressed) is written
     // from `text` or `data` itself, after its header, not copied first.
     void write_text(std::string_view text, std::error_code& ec) {
-        write_message(true, const_bytes(reinterpret_cast<const std::uint8_t*>(text.data()), text.size()), ec);
+        write_message(true, const_bytes(text), ec);
     }
     void write_text(std::string_view text) {
         std::error_code ec;
@@ -667,15 +667,20 @@ private:
     // after its header).
     bool write_all(const_bytes data, std::error_code& ec) {
         while (!data.empty()) {
-            std::size_t n = next_.write_some(data, ec);
-            if (!ec && n == 0) ec = std::make_error_code(std::errc::io_error);
-            if (ec) {
-                fail_layer(ec);
-                return false;
-            }
+            const std::size_t n = next_.write_some(data, ec);
+            if (!wrote(n, ec)) return false;
             data = data.subspan(n);
         }
         return true;
+    }
+
+    // After a write_some: false, with the layer failed, on an error or a
+    // layer that wrote nothing.
+    bool wrote(std::size_t n, std::error_code& ec) {
+        if (!ec && n == 0) ec = std::make_error_code(std::errc::io_error);
+        if (!ec) return true;
+        fail_layer(ec);
+        return false;
     }
 
     bool flush(std::error_code& ec) {
@@ -694,11 +699,7 @@ private:
             } else {
                 n = next_.write_some(c.pending_output(), ec);
             }
-            if (!ec && n == 0) ec = std::make_error_code(std::errc::io_error); // a layer that wrote nothing
-            if (ec) {
-                fail_layer(ec);
-                return false;
-            }
+            if (!wrote(n, ec)) return false;
             c.consume_output(n);
         }
         return true;

@@ -564,7 +564,19 @@ private:
                 net::post(next.get_executor(), [self] { self->write_when_ready(self); });
                 return;
             }
+            hold_write_buffer();
+            write_next(self);
+        }
+
+        void hold_write_buffer() {
             if (write_buffer.capacity() == 0) write_buffer = detail::thread_buffer_pool().take_write_buffer();
+        }
+
+        // A write of the writer's ended: on to what was queued meanwhile.
+        void written(const std::shared_ptr<impl>& self, const net_error_code& ec) {
+            in_flight = 0;
+            if (ec) fail_transport(ec);
+            else wake();
             write_next(self);
         }
 
@@ -591,13 +603,7 @@ private:
             conn->take_output(write_buffer);
             in_flight = write_buffer.size();
             net::async_write(next, net::buffer(write_buffer.data(), in_flight), write_all_at_once,
-                             [self](const net_error_code& ec, std::size_t) {
-                                 impl& me = *self;
-                                 me.in_flight = 0;
-                                 if (ec) me.fail_transport(ec);
-                                 else me.wake();
-                                 me.write_next(self);
-                             });
+                             [self](const net_error_code& ec, std::size_t) { self->written(self, ec); });
         }
 
         // Waits until everything queued was written (or writing failed).
@@ -1017,17 +1023,14 @@ private:
             lend();
             if (const std::error_code ec = conn->send_header(text, data.size())) co_return to_net_error(ec);
             writing = true;
-            if (write_buffer.capacity() == 0) write_buffer = detail::thread_buffer_pool().take_write_buffer();
+            hold_write_buffer();
             conn->take_output(write_buffer);
             in_flight = write_buffer.size() + data.size();
             const std::array<net::const_buffer, 2> buffers{net::buffer(write_buffer.data(), write_buffer.size()),
                                                            net::buffer(data.data(), data.size())};
             net_error_code ec;
             co_await net::async_write(next, buffers, write_all_at_once, net::redirect_error(net::use_awaitable, ec));
-            in_flight = 0;
-            if (ec) fail_transport(ec);
-            else wake();
-            write_next(self); // what was queued meanwhile, then the writer is idle again
+            written(self, ec); // then the writer is idle again, or writes what was queued meanwhile
             co_return ec;
         }
 
