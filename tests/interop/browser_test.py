@@ -357,6 +357,8 @@ def main():
                         help="start this server command (ends at '--') and test it")
     parser.add_argument("--screenshot", default="browser_test.png", help="where to save the PNG")
     parser.add_argument("--timeout", type=float, default=120.0, help="overall limit in seconds")
+    parser.add_argument("--chromium", help="the browser (default: chromium on the PATH)")
+    parser.add_argument("--chromedriver", help="its driver (default: chromedriver on the PATH)")
     argv = sys.argv[1:]
     server_command = None
     if "--server" in argv:
@@ -370,8 +372,8 @@ def main():
     if bool(server_command) == bool(args.url):
         parser.error("give either a URL or --server COMMAND ... --")
 
-    chromium = find_program(["chromium", "chromium-browser", "google-chrome"])
-    chromedriver = find_program(["chromedriver"])
+    chromium = args.chromium or find_program(["chromium", "chromium-browser", "google-chrome"])
+    chromedriver = args.chromedriver or find_program(["chromedriver"])
     if not chromium or not chromedriver:
         print("browser_test: SKIPPED: chromium and chromedriver are needed "
               "(Debian: apt-get install chromium chromium-driver)")

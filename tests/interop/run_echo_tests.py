@@ -29,6 +29,7 @@ import os
 import pathlib
 import signal
 import socket
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -282,8 +283,8 @@ def case_python_server(args, deflate):
 
 
 def node_environment(args):
-    if not args.node:
-        print("node is not installed: skipped")
+    if not args.node or shutil.which(args.node) is None:
+        print(f"node is not installed ({args.node or 'none given'}): skipped")
         raise SystemExit(SKIP)
     env = dict(os.environ)
     if args.node_modules:
