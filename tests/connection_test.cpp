@@ -249,6 +249,78 @@ TEST_CASE("UTF-8 fails fast, at the fragment with the first invalid byte") {
     }
 }
 
+// Autobahn 6.4.3/6.4.4: one text frame arrives in pieces and the second
+// piece already makes it invalid; the close must not wait for the rest.
+TEST_CASE("UTF-8 fails fast inside a frame, before the rest of it arrives") {
+    const std::string valid = "\xce\xba\xe1\xbd\xb9\xcf\x83\xce\xbc\xce\xb5";
+    for (role receiver : {role::server, role::client}) {
+        const role sender = receiver == role::server ? role::client : role::server;
+        for (const std::string& bad : {std::string("\xf4\x90\x80\x80"), std::string("\xf4\x90")}) {
+            for (std::size_t size : {std::size_t(64), connection::direct_payload_size + 10}) {
+                CAPTURE(receiver == role::server, bad.size(), size);
+                std::string text = valid + bad;
+                text.resize(size, 'a');
+                const bytes whole = frame(sender, opcode::text, bytes(text.begin(), text.end()));
+                const std::size_t header = whole.size() - text.size();
+                raw_peer peer(receiver);
+                // The header and the valid part: nothing to say yet.
+                CHECK(peer.feed(bytes(whole.begin(), whole.begin() + header + valid.size())).empty());
+                // The first invalid byte fails the connection, the frame still unfinished.
+                const auto events = peer.feed(bytes(whole.begin() + header + valid.size(),
+                                                    whole.begin() + header + valid.size() + bad.size()));
+                REQUIRE(events.size() == 1);
+                CHECK(events[0].type == event_type::close);
+                CHECK(events[0].ec == error::invalid_utf8);
+                CHECK(sent_close_code(peer) == 1007);
+            }
+        }
+    }
+}
+
+TEST_CASE("a text frame validated piece by piece is delivered whole and unmasked once") {
+    for (role receiver : {role::server, role::client}) {
+        const role sender = receiver == role::server ? role::client : role::server;
+        for (std::size_t size : {std::size_t(3000), connection::direct_payload_size + 3000}) {
+            CAPTURE(receiver == role::server, size);
+            std::string text;
+            while (text.size() < size) text += "h\xc3\xa9llo \xe4\xb8\x96\xe7\x95\x8c \xf0\x9f\x8e\x89 ";
+            const bytes whole = frame(sender, opcode::text, bytes(text.begin(), text.end()));
+            raw_peer peer(receiver);
+            // Pieces of 7 bytes: characters and mask words cut at every place.
+            std::vector<recorded> events;
+            for (std::size_t at = 0; at < whole.size(); at += 7) {
+                auto got = peer.feed(bytes(whole.begin() + at, whole.begin() + std::min(whole.size(), at + 7)));
+                events.insert(events.end(), got.begin(), got.end());
+            }
+            REQUIRE(events.size() == 1);
+            CHECK(events[0].type == event_type::message);
+            CHECK(events[0].data == text);
+        }
+    }
+}
+
+TEST_CASE("inside a frame, a broken rule other than UTF-8 keeps its own close code") {
+    raw_peer peer(role::server);
+    CHECK(peer.feed(frame(role::client, opcode::text, {'o', 'k'}, false)).empty());
+    // A new text message inside a fragmented one is 1002, even though the
+    // part of it that arrived first is invalid UTF-8.
+    const bytes intruder = frame(role::client, opcode::text, {0xff, 'a', 'b', 'c'});
+    CHECK(peer.feed(bytes(intruder.begin(), intruder.end() - 2)).empty());
+    const auto events = peer.feed(bytes(intruder.end() - 2, intruder.end()));
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].ec == error::expected_continuation);
+}
+
+TEST_CASE("a continuation validated piece by piece fails at its first invalid byte") {
+    raw_peer peer(role::client);
+    CHECK(peer.feed(frame(role::server, opcode::text, {'o', 'k', 0xe2}, false)).empty());
+    const bytes next = frame(role::server, opcode::continuation, {0x82, 0xac, 'x', 0xc0, 'y', 'z'});
+    CHECK(peer.feed(bytes(next.begin(), next.begin() + 5)).empty()); // header, then a valid euro sign and 'x'
+    const auto events = peer.feed(bytes(next.begin() + 5, next.begin() + 6));
+    REQUIRE(events.size() == 1);
+    CHECK(events[0].ec == error::invalid_utf8);
+}
+
 TEST_CASE("a character split across fragments is valid") {
     raw_peer peer(role::server);
     const std::string euro = "\xe2\x82\xac";

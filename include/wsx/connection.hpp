@@ -40,6 +40,7 @@
 #include <string>
 #include <string_view>
 #include <system_error>
+#include <utility>
 #include <vector>
 
 namespace wsx {
@@ -338,7 +339,9 @@ private:
     void append_error_response_to_output(std::error_code ec);
     void queue_bytes(std::string_view bytes);
     std::uint8_t* append_output(std::size_t n);
-    event process_frame(const frame_header& h, mutable_bytes payload);
+    event process_frame(const frame_header& h, mutable_bytes payload, std::size_t checked = 0);
+    bool partial_text(const frame_header& h) const noexcept;
+    bool check_arrived_text(mutable_bytes arrived, mask_key key, bool masked, bool first);
     bool start_direct_payload(const frame_header& h, const_bytes payload_so_far);
     bool filling_direct() const noexcept { return direct_ && wanted_ > 0; }
     event finish_direct_payload();
@@ -373,6 +376,9 @@ private:
     std::size_t in_read_ = 0;
     std::size_t in_end_ = 0;
     std::size_t wanted_ = 0;
+    // Bytes at the front of the text frame being received that are already
+    // unmasked and validated (RFC 6455 §8.1: fail fast inside a frame).
+    std::size_t checked_ = 0;
 
     // The message being received. message_ is a string so that a message
     // read into it can be handed to the application's std::string whole.
@@ -484,6 +490,7 @@ inline event connection::close_event(close_code code, std::string_view reason, b
 // "MUST NOT continue to attempt to process data ... including a responding
 // Close frame".
 inline event connection::fail(std::error_code ec, close_code code) {
+    checked_ = 0;
     error_ = ec;
     failure_code_ = code;
     if ((state_ == state::open || state_ == state::closing) && !close_sent_) {
@@ -514,7 +521,12 @@ inline event connection::next_event() {
     for (;;) {
         if (pong_owed_) flush_pending_pong();
         if (direct_) {
-            if (wanted_ > 0) return eof_ ? truncated() : event{};
+            if (wanted_ > 0) {
+                const mutable_bytes arrived = mutable_bytes(message_).first(message_.size() - wanted_);
+                if (message_text_ && !check_arrived_text(arrived, direct_key_, role_ == role::server, true))
+                    return fail(error::invalid_utf8, close_code::invalid_payload);
+                return eof_ ? truncated() : event{};
+            }
             event ev = finish_direct_payload();
             if (ev) return ev;
             continue;
@@ -547,12 +559,17 @@ inline event connection::next_event() {
                 in_read_ += total;
                 wanted_ = 0;
                 if (now_) last_activity_ = *now_;
-                if (h.masked) apply_mask(payload, h.key);
-                event ev = process_frame(h, payload);
+                if (h.masked) apply_mask(payload.subspan(checked_), h.key, checked_);
+                event ev = process_frame(h, payload, std::exchange(checked_, 0));
                 if (ev) return ev;
                 continue;
             }
             if (start_direct_payload(h, unread.subspan(parsed.size))) continue;
+            if (partial_text(h)) {
+                const mutable_bytes arrived(in_.data() + in_read_ + parsed.size, unread.size() - parsed.size);
+                if (!check_arrived_text(arrived, h.key, h.masked, h.op == opcode::text))
+                    return fail(error::invalid_utf8, close_code::invalid_payload);
+            }
             wanted_ = total - unread.size();
         } else {
             wanted_ = parsed.size - unread.size();
@@ -605,8 +622,32 @@ inline event connection::finish_direct_payload() {
     h.payload_length = message_.size();
     const mutable_bytes payload(message_);
     if (now_) last_activity_ = *now_;
-    if (h.masked) apply_mask(payload, h.key);
-    return process_frame(h, payload);
+    if (h.masked) apply_mask(payload.subspan(checked_), h.key, checked_);
+    return process_frame(h, payload, std::exchange(checked_, 0));
+}
+
+// RFC 6455 §8.1: "When an endpoint is to interpret a byte stream as UTF-8
+// but finds that the byte stream is not, in fact, a valid UTF-8 stream, that
+// endpoint MUST _Fail the WebSocket Connection_." So the part of a text frame
+// that has arrived is validated before the rest of the frame comes: only an
+// uncompressed one that process_frame() will take as text (a frame it would
+// refuse for another reason keeps that reason).
+inline bool connection::partial_text(const frame_header& h) const noexcept {
+    if (h.rsv != 0) return false;
+    if (h.op == opcode::text) return !in_message_;
+    return h.op == opcode::continuation && in_message_ && message_text_ && !message_compressed_ &&
+           message_fragments_ < options_->max_fragments;
+}
+
+// Unmasks and validates the bytes of `arrived` (the frame's payload so far)
+// past checked_, once each: the frame's completion starts where this ended.
+inline bool connection::check_arrived_text(mutable_bytes arrived, mask_key key, bool masked, bool first) {
+    if (arrived.size() <= checked_) return true;
+    if (first && checked_ == 0) utf8_.reset();
+    const mutable_bytes fresh = arrived.subspan(checked_);
+    if (masked) apply_mask(fresh, key, checked_);
+    checked_ = arrived.size();
+    return utf8_.feed(fresh);
 }
 
 inline void connection::take_message(const event& ev, std::string& into) {
@@ -621,7 +662,9 @@ inline void connection::take_message(const event& ev, std::string& into) {
     into.assign(reinterpret_cast<const char*>(ev.data.data()), ev.data.size());
 }
 
-inline event connection::process_frame(const frame_header& h, mutable_bytes payload) {
+// `checked`: how many bytes at the front of an uncompressed text payload
+// check_arrived_text() already validated.
+inline event connection::process_frame(const frame_header& h, mutable_bytes payload, std::size_t checked) {
     // Frames that arrive after the peer's close frame are ignored: RFC 6455
     // §5.5.1 "the endpoint ... MUST NOT send any more data frames after
     // sending a Close frame"; we have nothing more to deliver either.
@@ -690,7 +733,7 @@ inline event connection::process_frame(const frame_header& h, mutable_bytes payl
         message_compressed_ = (h.rsv & rsv1_bit) != 0;
         message_fragments_ = 0;
         message_size_ = 0;
-        utf8_.reset();
+        if (checked == 0) utf8_.reset();
     } else {
         // RFC 6455 §5.4: a continuation needs a message to continue.
         if (!in_message_) return fail(error::unexpected_continuation, close_code::protocol_error);
@@ -714,7 +757,7 @@ inline event connection::process_frame(const frame_header& h, mutable_bytes payl
 
     // RFC 6455 §8.1: text must be valid UTF-8; failing at the first invalid
     // byte, fragment by fragment, not at the end of the message.
-    if (message_text_ && !utf8_.feed(data)) return fail(error::invalid_utf8, close_code::invalid_payload);
+    if (message_text_ && !utf8_.feed(data.subspan(checked))) return fail(error::invalid_utf8, close_code::invalid_payload);
     if (h.fin) {
         in_message_ = false;
         if (message_text_ && !utf8_.complete()) return fail(error::invalid_utf8, close_code::invalid_payload);
