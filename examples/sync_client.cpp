@@ -54,9 +54,10 @@ void check(const std::error_code& ec, const char* step) {
 template <class Layer>
 void talk(wsx::stream<Layer>& ws, const wsx::uri& where, const arguments& args) {
     std::error_code ec;
-    wsx::handshake_options options;
-    if (args.deflate) options.deflate = wsx::deflate_options{};
-    ws.handshake(where, options, ec);
+    wsx::connection_options options;
+    if (args.deflate) options.deflate.emplace(); // offer permessage-deflate
+    ws.set_options(options);
+    ws.handshake(where, ec);
     if (ec == wsx::error::unexpected_status && ws.connection() != nullptr) {
         const auto& response = ws.connection()->response().http;
         throw step_failed{"WebSocket handshake (server answered " + std::to_string(response.status) + ")", ec};

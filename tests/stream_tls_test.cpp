@@ -131,13 +131,12 @@ TEST_CASE("stream over TLS: wss with permessage-deflate on both sides") {
     tls_ws ws(connect_loopback(server.port()), client_tls);
     wsx::connection_options client_options;
     client_options.max_message_size = 2 * 1024 * 1024;
+    client_options.deflate = wsx::deflate_options{};
     ws.set_options(client_options);
     std::error_code ec;
     ws.next_layer().set_hostname("127.0.0.1", ec);
     REQUIRE_FALSE(ec);
-    wsx::handshake_options offer;
-    offer.deflate = wsx::deflate_options{};
-    ws.handshake("127.0.0.1:" + std::to_string(server.port()), "/", offer);
+    ws.handshake("127.0.0.1:" + std::to_string(server.port()), "/");
     CHECK(ws.deflate_enabled());
 
     std::vector<std::string> messages = {"", "short", std::string(1000, 'a'), std::string(1024 * 1024, 'z')};

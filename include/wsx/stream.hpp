@@ -34,7 +34,7 @@
 // that fills a std::error_code& and never throws for run-time failures. A
 // read that meets the peer's close frame completes the closing handshake,
 // ends the layer and reports wsx::error::connection_closed (or the error
-// that failed the connection); close_status() then tells what the peer said.
+// that failed the connection); get_close_status() then tells what the peer said.
 // An error of the layer below (a reset, a timeout) is final: the stream ends
 // the layer and every later call reports that error.
 //
@@ -98,9 +98,8 @@ struct handshake_options {
     std::vector<std::string> subprotocols; // offered, in order of preference
     http_fields headers;                   // more fields (Authorization, Cookie, ...)
     std::string user_agent = std::string(default_user_agent); // empty: none
-    // Offer permessage-deflate with these settings; when unset the stream's
-    // connection_options::deflate (if any) is offered.
-    std::optional<deflate_options> deflate;
+    // permessage-deflate is not here: connection_options::deflate, the one
+    // switch for both roles, offers it (set_options()).
 };
 
 // Called with each ping and pong the stream reads (pongs to pings are sent
@@ -543,9 +542,7 @@ private:
     }
 
     void client_handshake(client_request_options request, const handshake_options& options, std::error_code& ec) {
-        connection_options settings = options_;
-        if (options.deflate) settings.deflate = options.deflate;
-        start(role::client, std::move(settings));
+        start(role::client, options_);
         request.origin = options.origin;
         request.subprotocols = options.subprotocols;
         request.headers = options.headers;

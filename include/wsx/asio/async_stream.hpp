@@ -887,13 +887,7 @@ private:
         net::awaitable<net_error_code> handshake_op(std::shared_ptr<impl> self, client_request_options request,
                                                    handshake_options extra, bool valid) {
             if (!valid) co_return to_net_error(std::make_error_code(std::errc::invalid_argument));
-            std::shared_ptr<const connection_options> settings = take_options();
-            if (extra.deflate) {
-                connection_options changed = *settings;
-                changed.deflate = extra.deflate;
-                settings = std::make_shared<const connection_options>(std::move(changed));
-            }
-            start(role::client, std::move(settings));
+            start(role::client, take_options());
             request.origin = extra.origin;
             request.subprotocols = extra.subprotocols;
             request.headers = extra.headers;
