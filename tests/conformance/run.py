@@ -635,6 +635,24 @@ def utf8_cases(run, s):
     run(g, "fail-fast-bad-continuation-across-fragments", fail_fast([b"ok \xce", b"\x28 not a continuation"]))
     run(g, "fail-fast-c0-in-first-fragment", fail_fast([b"\xc0"]))
 
+    def fail_fast_inside_frame(size, bad):
+        # Autobahn 6.4.3/6.4.4: one text frame arrives in pieces and an
+        # early piece is already invalid. The 1007 must come before the rest
+        # of the frame is sent (it never is here).
+        def case(d):
+            peer, _ = s.connect(d)
+            valid = "κόσμε".encode()
+            payload = (valid + bad).ljust(size, b"a")
+            whole = peer.frame(OP_TEXT, payload)
+            header = len(whole) - len(payload)
+            peer.send_raw(whole[:header + len(valid)])
+            peer.send_raw(whole[header + len(valid):header + len(valid) + len(bad)])
+            expect_failure(peer, 1007, "waiting for 1007 while the frame is unfinished")
+        return case
+    for size in (64, 100 * 1024):
+        run(g, f"fail-fast-inside-a-{size}-byte-frame-f4-90-80-80", fail_fast_inside_frame(size, b"\xf4\x90\x80\x80"))
+        run(g, f"fail-fast-inside-a-{size}-byte-frame-f4-90", fail_fast_inside_frame(size, b"\xf4\x90"))
+
     def truncated_at_end(d):
         # Valid so far but incomplete when FIN arrives.
         peer, _ = s.connect(d)

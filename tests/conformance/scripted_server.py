@@ -273,6 +273,17 @@ def cases(suite):
       violation(lambda p: p.frame(OP_CONT, b"x"), 1002))
     c("invalid-utf8-1007", ["--send", "x", "--no-deflate"],
       violation(lambda p: p.frame(OP_TEXT, b"x\xed\xa0\x80"), 1007))
+    # RFC 6455 §8.1, Autobahn 6.4.3/6.4.4: one text frame of which only a
+    # part arrives, already invalid: 1007 before the rest of it is sent.
+    def unfinished_text_frame(size, bad):
+        def send(p):
+            payload = (b"\xce\xba\xe1\xbd\xb9" + bad).ljust(size, b"a")
+            whole = p.frame(OP_TEXT, payload)
+            return whole[:len(whole) - len(payload) + 5 + len(bad)]
+        return send
+    for size in (64, 100 * 1024):
+        c(f"invalid-utf8-inside-an-unfinished-{size}-byte-frame-1007", ["--send", "x", "--no-deflate"],
+          violation(unfinished_text_frame(size, b"\xf4\x90\x80\x80"), 1007))
     c("close-1-byte-payload-1002", ["--send", "x", "--no-deflate"], violation(lambda p: p.frame(OP_CLOSE, b"\x03"), 1002))
     c("close-code-1005-1002", ["--send", "x", "--no-deflate"],
       violation(lambda p: p.frame(OP_CLOSE, struct.pack("!H", 1005)), 1002))
