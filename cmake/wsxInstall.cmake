@@ -18,3 +18,8 @@ write_basic_package_version_file(${PROJECT_BINARY_DIR}/wsxConfigVersion.cmake
   COMPATIBILITY SameMajorVersion ARCH_INDEPENDENT)
 install(FILES ${PROJECT_BINARY_DIR}/wsxConfig.cmake ${PROJECT_BINARY_DIR}/wsxConfigVersion.cmake
   DESTINATION ${CMAKE_INSTALL_DATADIR}/wsx/cmake)
+
+# pkg-config, for builds without CMake: the headers, OpenSSL and zlib
+# (architecture-independent, like the CMake package).
+configure_file(${PROJECT_SOURCE_DIR}/cmake/wsx.pc.in ${PROJECT_BINARY_DIR}/wsx.pc @ONLY)
+install(FILES ${PROJECT_BINARY_DIR}/wsx.pc DESTINATION ${CMAKE_INSTALL_DATADIR}/pkgconfig)
