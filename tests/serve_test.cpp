@@ -9,6 +9,12 @@
 
 #include "support/test_certificates.hpp"
 
+#ifdef WSX_ASIO_BOOST
+#include <boost/asio/experimental/awaitable_operators.hpp>
+#else
+#include <asio/experimental/awaitable_operators.hpp>
+#endif
+
 #include <catch2/catch.hpp>
 
 #include <algorithm>
@@ -20,6 +26,7 @@
 #include <future>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -644,6 +651,138 @@ TEST_CASE("keepalive: a peer that answers stays connected, and latency() is meas
             co_await server.async_stop(net::use_awaitable);
         });
     }
+}
+
+TEST_CASE("reading in the background: a handler that only sends stays open, and closes cleanly with its client") {
+    // Python websockets' log feed: the handler never calls receive(), the
+    // client answers pings without calling receive() either. Both sides read
+    // in the background, so pongs and the closing handshake go through.
+    net::io_context io;
+    wsx::server_options options = quick_options();
+    options.connection.ping_interval = 50ms;
+    options.connection.ping_timeout = 100ms;
+    std::optional<wsx::close_status> handler_saw;
+    int sent = 0;
+    auto server = wsx::serve(
+        io.get_executor(),
+        [&](wsx::websocket ws) -> net::awaitable<void> {
+            try {
+                for (;;) {
+                    co_await ws.send_text("tick " + std::to_string(sent++));
+                    co_await pause(10ms);
+                }
+            } catch (const wsx::connection_closed& e) {
+                handler_saw = e.status();
+            }
+        },
+        "127.0.0.1", 0, options);
+    run(io, [&]() -> net::awaitable<void> {
+        wsx::client_options client = quiet_client();
+        client.max_queue = 1000; // keeps every tick while the client does not receive
+        wsx::websocket ws = co_await wsx::connect(uri_for(server), client);
+        const auto opened = std::chrono::steady_clock::now();
+        // Past three ping intervals and a timeout, nobody calling receive().
+        const bool pinged_enough = co_await eventually([&] {
+            return std::chrono::steady_clock::now() - opened > 250ms;
+        });
+        CHECK(pinged_enough);
+        CHECK(ws.is_open());
+        auto first = co_await ws.receive();
+        REQUIRE(first);
+        CHECK(first->data == "tick 0");
+        const auto closing = std::chrono::steady_clock::now();
+        co_await ws.close();
+        CHECK(std::chrono::steady_clock::now() - closing < 2000ms); // not the close timeout
+        CHECK(ws.get_close_status().code == wsx::close_code::normal);
+        const bool ended = co_await eventually([&] { return handler_saw.has_value(); });
+        REQUIRE(ended);
+        CHECK(handler_saw->code == wsx::close_code::normal);
+        CHECK(sent > 5);
+        co_await server.async_stop(net::use_awaitable);
+    });
+}
+
+TEST_CASE("receive() raced against a timer loses no message") {
+    using namespace net::experimental::awaitable_operators;
+    net::io_context io;
+    constexpr int count = 200;
+    auto server = wsx::serve(
+        io.get_executor(),
+        [&](wsx::websocket ws) -> net::awaitable<void> {
+            for (int i = 0; i < count; ++i) {
+                co_await ws.send_text(std::to_string(i));
+                if (i % 3 == 0) co_await pause(std::chrono::milliseconds(i % 4));
+            }
+            co_await ws.receive(); // until the client closes
+        },
+        "127.0.0.1", 0, quick_options());
+    run(io, [&]() -> net::awaitable<void> {
+        wsx::websocket ws = co_await wsx::connect(uri_for(server), quiet_client());
+        std::vector<std::string> got;
+        int timer_won = 0;
+        net::steady_timer timer(co_await net::this_coro::executor);
+        const auto deadline = std::chrono::steady_clock::now() + stall_limit;
+        while (got.size() < static_cast<std::size_t>(count) && std::chrono::steady_clock::now() < deadline) {
+            timer.expires_after(std::chrono::microseconds(500));
+            auto winner = co_await (ws.receive() || timer.async_wait(net::use_awaitable));
+            if (winner.index() == 1) {
+                ++timer_won;
+                continue;
+            }
+            auto& message = std::get<0>(winner);
+            REQUIRE(message);
+            got.push_back(message->data);
+        }
+        REQUIRE(got.size() == static_cast<std::size_t>(count));
+        for (int i = 0; i < count; ++i) CHECK(got[static_cast<std::size_t>(i)] == std::to_string(i));
+        CHECK(timer_won > 0); // the race was run
+        co_await ws.close();
+        co_await server.async_stop(net::use_awaitable);
+    });
+}
+
+TEST_CASE("a receive with a timeout returns on time, and the message that comes later is kept") {
+    net::io_context io;
+    auto server = wsx::serve(
+        io.get_executor(),
+        [&](wsx::websocket ws) -> net::awaitable<void> {
+            auto go = co_await ws.receive();
+            if (!go) co_return;
+            co_await pause(300ms);
+            co_await ws.send_text("late");
+            co_await ws.receive(); // until the client closes
+        },
+        "127.0.0.1", 0, quick_options());
+    run(io, [&]() -> net::awaitable<void> {
+        wsx::websocket ws = co_await wsx::connect(uri_for(server), quiet_client());
+        co_await ws.send_text("go");
+        wsx::message m;
+        std::error_code ec;
+        const auto start = std::chrono::steady_clock::now();
+        // (co_await outside Catch's macros, which may expand it twice)
+        const bool got_early = co_await ws.receive(m, 50ms, ec);
+        CHECK_FALSE(got_early);
+        const auto waited = std::chrono::steady_clock::now() - start;
+        CHECK(ec == std::errc::timed_out);
+        CHECK(waited >= 50ms);
+        CHECK(waited < 250ms); // on time, not when the message comes
+        CHECK(ws.is_open());
+        // The throwing form says the same.
+        bool threw_timeout = false;
+        try {
+            co_await ws.receive(10ms);
+        } catch (const std::system_error& e) {
+            threw_timeout = e.code() == std::errc::timed_out;
+        }
+        CHECK(threw_timeout);
+        // The message that comes after the timeouts is the next one received.
+        const bool got_late = co_await ws.receive(m, 5000ms, ec);
+        CHECK(got_late);
+        CHECK_FALSE(ec);
+        CHECK(m.data == "late");
+        co_await ws.close();
+        co_await server.async_stop(net::use_awaitable);
+    });
 }
 
 TEST_CASE("keepalive can be turned off: no ping is sent") {

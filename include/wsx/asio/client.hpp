@@ -69,6 +69,9 @@ struct client_options {
     // Redirects to follow (301, 302, 307, 308); 0: none.
     std::size_t max_redirects = 0;
     std::size_t low_water_mark = 256 * 1024;
+    // Messages read in the background and not yet taken by receive(); when
+    // the queue is full reading stops until one is taken.
+    std::size_t max_queue = 16;
     log_handler log;
 };
 
@@ -134,6 +137,7 @@ net::awaitable<connect_outcome> finish_connect(std::shared_ptr<stream_backend<La
     backend->id = websocket::next_id();
     backend->target = where.target;
     backend->subprotocol = std::string(stream.subprotocol());
+    backend->start_reading(options.max_queue); // in the background from now on
     out.ws = websocket(backend);
     co_return out;
 }

@@ -96,6 +96,9 @@ struct server_options {
     duration shutdown_timeout{10000};
     // The send queue's low water mark (the high one is connection.max_pending_output).
     std::size_t low_water_mark = 256 * 1024;
+    // Messages read in the background and not yet taken by receive(); when
+    // the queue is full reading stops until the handler takes one.
+    std::size_t max_queue = 16;
     bool reuse_address = true;
     int backlog = net::socket_base::max_listen_connections;
     // Opens, closes, refusals and handler errors; silent when empty.
@@ -370,6 +373,8 @@ private:
             callback_read(std::move(state));
             co_return;
         }
+        // Reads go on in the background, whatever the handler does.
+        backend->start_reading(options_.max_queue);
         net::co_spawn(executor, handler_(websocket(backend)),
                       [self = std::move(keep_alive), backend, admitted = std::move(admitted),
                        id](std::exception_ptr e) mutable {

@@ -14,6 +14,11 @@
 // never throw. send_*() throw connection_closed_ok or connection_closed_error
 // once the connection is over.
 //
+// The connection reads in the background from the moment it opens: pings
+// are answered and the closing handshake completed whatever the handler
+// does, and messages wait in a bounded queue (max_queue) that receive()
+// takes from; a cancelled receive() loses nothing.
+//
 // Keepalive, timeouts and backpressure are the connection's (see
 // connection_options): a ping every ping_interval, a close with 1011
 // "keepalive ping timeout" when no frame arrives within ping_timeout of it;
@@ -48,6 +53,7 @@
 #include <system_error>
 #include <typeinfo>
 #include <utility>
+#include <vector>
 
 namespace wsx {
 
@@ -168,6 +174,85 @@ public:
     close_code close_sent = close_code::normal; // what we closed with, if we did
     std::shared_ptr<void> keep_alive;             // e.g. the TLS context of a client
 
+    // ---- reading in the background (coroutine handlers, connect()) ----------
+    //
+    // Once started, reads go on whatever the application does: pings are
+    // answered, pongs taken and the closing handshake completed while the
+    // application only sends, or does nothing. Messages wait in a queue of at
+    // most max_queue; when it is full, reading stops (TCP backpressure) until
+    // the application takes one. While closing, reading goes on regardless
+    // and drops what does not fit: the application is done with messages.
+
+    void start_reading(std::size_t max_queue) {
+        if (!reader_) reader_ = std::make_unique<background_reader>();
+        reader_->max_queue = max_queue > 0 ? max_queue : 1;
+        pump();
+    }
+
+    // The next message into `out` (true, `result` clear), or the end once
+    // the queue is empty (true, `result` set), or false: nothing yet; wait
+    // with async_wait_delivery() and ask again.
+    bool take(message& out, net_error_code& result) {
+        if (!reader_) start_reading(default_max_queue);
+        background_reader& r = *reader_;
+        if (!r.queue.empty()) {
+            std::swap(out, r.queue.front());
+            // The application's old buffer serves a later message.
+            if (r.queue.front().data.capacity() > r.spare.data.capacity()) std::swap(r.spare, r.queue.front());
+            r.queue.erase(r.queue.begin());
+            result = {};
+            pump();
+            return true;
+        }
+        if (!r.ended) return false;
+        result = r.end;
+        return true;
+    }
+
+    // Waits until a message or the end arrives (completes clear), the
+    // deadline passes (timed_out) or the wait is cancelled through its
+    // handler's cancellation slot (operation_aborted). One wait at a time.
+    template <class CompletionToken>
+    auto async_wait_delivery(std::optional<time_point> deadline, CompletionToken&& token) {
+        auto initiation = [this](auto handler, std::optional<time_point> until) {
+            using handler_type = decltype(handler);
+            // The waiting handler, type-erased: this class is not a template.
+            struct waiting final : waiting_receive {
+                handler_type handler;
+                net::any_io_executor fallback;
+                waiting(handler_type&& h, net::any_io_executor e) : handler(std::move(h)), fallback(std::move(e)) {}
+                void complete(net_error_code ec, bool from_slot) override {
+                    // (The slot's own handler is running when from_slot:
+                    // it is not cleared from under itself.)
+                    auto slot = net::get_associated_cancellation_slot(handler);
+                    if (slot.is_connected() && !from_slot) slot.clear();
+                    const auto executor = net::get_associated_executor(handler, fallback);
+                    net::post(executor, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
+                }
+            };
+            auto slot = net::get_associated_cancellation_slot(handler);
+            if (slot.is_connected()) {
+                slot.template emplace<cancel_wait>(this);
+            }
+            background_reader& r = *reader_;
+            r.waiter = std::make_unique<waiting>(std::move(handler), executor());
+            if (until) {
+                if (!r.deadline_timer) r.deadline_timer = std::make_unique<net::steady_timer>(executor());
+                r.deadline_timer->expires_at(*until);
+                r.deadline_timer->async_wait([me = self()](const net_error_code& ec) {
+                    if (!ec && me->reader_->waiter)
+                        me->finish_wait(to_net_error(std::make_error_code(std::errc::timed_out)));
+                });
+            }
+        };
+        return net::async_initiate<CompletionToken, void(net_error_code)>(std::move(initiation), token, deadline);
+    }
+    // One receive at a time: it holds the wait.
+    bool receiving() const noexcept { return reader_ && reader_->receiving; }
+    void set_receiving(bool on) noexcept { reader_->receiving = on; }
+
+    static constexpr std::size_t default_max_queue = 16;
+
     // Frees the upgrade request (or the client's response): request() and
     // response() are null afterwards.
     void release_request() noexcept {
@@ -187,6 +272,77 @@ public:
         }
         return reported;
     }
+
+protected:
+    // This object, kept alive by a read in flight.
+    virtual std::shared_ptr<websocket_backend> self() = 0;
+
+private:
+    struct waiting_receive {
+        virtual ~waiting_receive() = default;
+        virtual void complete(net_error_code ec, bool from_slot) = 0;
+    };
+    // A receive's cancellation: ends its wait; what arrives stays queued.
+    struct cancel_wait {
+        websocket_backend* backend;
+        void operator()(net::cancellation_type) const {
+            if (backend->reader_->waiter) backend->finish_wait(net::error::operation_aborted, true);
+        }
+    };
+    void finish_wait(net_error_code ec, bool from_slot = false) {
+        std::unique_ptr<waiting_receive> done = std::move(reader_->waiter);
+        if (reader_->deadline_timer) reader_->deadline_timer->cancel();
+        done->complete(ec, from_slot);
+    }
+
+    // Reads what is already there, then waits for more with one read in
+    // flight, until the queue is full or the connection ended.
+    void pump() {
+        background_reader& r = *reader_;
+        if (r.pumping || r.ended) return;
+        for (;;) {
+            if (r.queue.size() >= r.max_queue && is_open()) return;
+            if (r.incoming.data.capacity() < r.spare.data.capacity()) std::swap(r.incoming, r.spare);
+            net_error_code result;
+            if (!read_now(r.incoming, result)) break;
+            if (!delivered(result)) return;
+        }
+        r.pumping = true;
+        read_then(r.incoming, [me = self()](net_error_code result) {
+            me->reader_->pumping = false;
+            if (me->delivered(result)) me->pump();
+        });
+    }
+
+    // After a read: queues its message, or records the end; false at the end.
+    bool delivered(const net_error_code& result) {
+        background_reader& r = *reader_;
+        if (result) {
+            r.ended = true;
+            r.end = result;
+        } else if (r.queue.size() < r.max_queue) {
+            r.queue.emplace_back();
+            std::swap(r.queue.back(), r.incoming);
+        }
+        if (r.waiter) finish_wait({});
+        return !r.ended;
+    }
+
+    // Allocated when reading in the background starts: a connection served
+    // by callbacks (which read by themselves) does without it.
+    struct background_reader {
+        std::vector<message> queue; // oldest first
+        message incoming;           // the read in flight fills it
+        message spare;              // a taken message's buffer, for a later read
+        std::size_t max_queue = default_max_queue;
+        net_error_code end;
+        std::unique_ptr<waiting_receive> waiter;                  // a receive waiting for the reader
+        std::unique_ptr<net::steady_timer> deadline_timer; // made for the first receive with a time limit
+        bool pumping = false;  // a read in flight
+        bool ended = false;    // `end` says how
+        bool receiving = false;
+    };
+    std::unique_ptr<background_reader> reader_;
 };
 
 // any_executor::target<T>() does not check the type (Asio 1.22): ask first.
@@ -248,6 +404,9 @@ public:
         stream.async_close(code, reason, [keep = this->shared_from_this()](const net_error_code&) {});
     }
     void abort() override { stream.abort(); }
+
+private:
+    std::shared_ptr<websocket_backend> self() override { return this->shared_from_this(); }
 };
 
 } // namespace detail
@@ -262,45 +421,53 @@ public:
     // ---- receiving ---------------------------------------------------------------
 
     // The next message; empty once the connection closed normally. Throws
-    // connection_closed_error for any other end.
-    // (Each form takes a message already there at once, and otherwise
-    // awaits the stream's read itself: an idle connection waiting here holds
-    // as few coroutine frames as can be.)
+    // connection_closed_error for any other end. Messages are read in the
+    // background and wait in a bounded queue (server_options::max_queue,
+    // client_options::max_queue); receive() takes the oldest. It is
+    // cancellation-safe: a receive cancelled through Asio (say, the loser of
+    // `co_await (ws.receive() || timer.async_wait(...))`) takes no message,
+    // so none is lost. One receive at a time.
     net::awaitable<std::optional<message>> receive() {
-        forget_request();
-        message out;
-        net_error_code result;
-        if (!backend_->read_now(out, result)) result = co_await backend_->read(out);
-        if (!result) co_return std::optional<message>(std::move(out));
-        throw_unless_normal(result);
-        co_return std::nullopt;
+        return receive_into<std::optional<message>>(nullptr, std::nullopt, [this](const received& r, message& m) {
+            return r.result ? throw_unless_normal(r), std::optional<message>() : std::optional<message>(std::move(m));
+        });
     }
     // The same into `out`, reusing its capacity: true for a message.
     net::awaitable<bool> receive(message& out) {
-        forget_request();
-        net_error_code result;
-        if (!backend_->read_now(out, result)) result = co_await backend_->read(out);
-        if (!result) co_return true;
-        throw_unless_normal(result);
-        co_return false;
+        return receive_into<bool>(&out, std::nullopt, [this](const received& r, message&) {
+            return r.result ? throw_unless_normal(r), false : true;
+        });
     }
     // Never throws: false with `ec` clear for a normal close, set otherwise
-    // (get_close_status() tells the rest).
+    // (get_close_status() tells the rest; operation_aborted when cancelled).
     net::awaitable<bool> receive(message& out, std::error_code& ec) {
-        forget_request();
-        net_error_code result;
-        if (!backend_->read_now(out, result)) result = co_await backend_->read(out);
-        ec = end_error(result);
-        co_return !result;
+        return receive_into<bool>(&out, std::nullopt, [this, &ec](const received& r, message&) {
+            ec = error_of(r);
+            return !r.result;
+        });
     }
     net::awaitable<std::optional<message>> receive(std::error_code& ec) {
-        forget_request();
-        message out;
-        net_error_code result;
-        if (!backend_->read_now(out, result)) result = co_await backend_->read(out);
-        ec = end_error(result);
-        if (!result) co_return std::optional<message>(std::move(out));
-        co_return std::nullopt;
+        return receive_into<std::optional<message>>(nullptr, std::nullopt, [this, &ec](const received& r, message& m) {
+            ec = error_of(r);
+            return r.result ? std::optional<message>() : std::optional<message>(std::move(m));
+        });
+    }
+    // With a time limit, as Python's recv(timeout): false with
+    // std::errc::timed_out in `ec` when no message came in time; a later
+    // receive still gets whatever arrives after.
+    net::awaitable<bool> receive(message& out, duration timeout, std::error_code& ec) {
+        return receive_into<bool>(&out, clock_type::now() + timeout, [this, &ec](const received& r, message&) {
+            ec = error_of(r);
+            return !r.result;
+        });
+    }
+    // Throws std::system_error with std::errc::timed_out when no message
+    // came in time.
+    net::awaitable<std::optional<message>> receive(duration timeout) {
+        return receive_into<std::optional<message>>(nullptr, clock_type::now() + timeout,
+                                                    [this](const received& r, message& m) {
+            return r.result ? throw_unless_normal(r), std::optional<message>() : std::optional<message>(std::move(m));
+        });
     }
 
     // ---- sending ---------------------------------------------------------------
@@ -402,13 +569,78 @@ public:
 private:
     void forget_request() noexcept { backend_->release_request(); }
 
+    // What a receive found: a message (result clear), the connection's end
+    // (`end`), or a wait cut short: operation_aborted when the receive was
+    // cancelled, timed_out at its deadline, operation_in_progress when
+    // another receive is waiting.
+    struct received {
+        net_error_code result;
+        bool end = true;
+    };
+
+    // Every receive form: one coroutine (one frame while it waits) that
+    // takes the next message from the background reader into *into (or a
+    // message of its own), waiting until `deadline`, and returns what
+    // finish(received, message&) makes of it. A cancelled receive takes
+    // nothing: a message that came at the same time stays queued.
+    template <class Result, class Finish>
+    net::awaitable<Result> receive_into(message* into, std::optional<time_point> deadline, Finish finish) {
+        forget_request();
+        const std::shared_ptr<detail::websocket_backend> keep = backend_;
+        detail::websocket_backend& backend = *keep;
+        message own;
+        message& out = into != nullptr ? *into : own;
+        received r;
+        if (!backend.take(out, r.result)) {
+            r.end = false;
+            if (backend.receiving()) {
+                r.result = to_net_error(std::make_error_code(std::errc::operation_in_progress));
+            } else {
+                backend.set_receiving(true);
+                // A handle: it sees a cancellation that comes later too.
+                const net::cancellation_state cancellation = co_await net::this_coro::cancellation_state;
+                for (;;) {
+                    // Cancelled: back before taking anything (and before an
+                    // await, which would throw).
+                    if (cancellation.cancelled() != net::cancellation_type::none) {
+                        r.result = net::error::operation_aborted;
+                        break;
+                    }
+                    net_error_code waited;
+                    co_await backend.async_wait_delivery(deadline, net::redirect_error(net::use_awaitable, waited));
+                    if (cancellation.cancelled() != net::cancellation_type::none) {
+                        r.result = net::error::operation_aborted;
+                        break;
+                    }
+                    if (backend.take(out, r.result)) {
+                        r.end = true;
+                        break;
+                    }
+                    if (waited) { // the deadline passed
+                        r.result = waited;
+                        break;
+                    }
+                }
+                backend.set_receiving(false);
+            }
+        }
+        co_return finish(r, out);
+    }
+
+    // The error_code forms' answer: nothing for a message or a normal
+    // close, else why not.
+    std::error_code error_of(const received& r) const { return r.end ? end_error(r.result) : to_std_error(r.result); }
+    // The throwing forms: a cut-short wait as std::system_error, an end
+    // other than a normal close as connection_closed_error.
+    void throw_unless_normal(const received& r) const {
+        if (!r.end) throw std::system_error(to_std_error(r.result), "receive");
+        if (const std::error_code ec = end_error(r.result)) throw connection_closed_error(status_for(ec));
+    }
+
     // After a read: nothing for a message or a normal close, else the error.
     std::error_code end_error(const net_error_code& result) const {
         if (!result || is_normal_close(backend_->status())) return {};
         return ended_error(result);
-    }
-    void throw_unless_normal(const net_error_code& result) const {
-        if (const std::error_code ec = end_error(result)) throw connection_closed_error(status_for(ec));
     }
 
     std::error_code ended_error(const net_error_code& result) const {
