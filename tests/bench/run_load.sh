@@ -3,12 +3,16 @@
 # driven by the same load generator, in the same run.
 #
 #   tests/bench/run_load.sh BUILD_DIR                  wsx vs Beast (Markdown table)
+#   tests/bench/run_load.sh BUILD_DIR --uws ECHO       and uWebSockets' echo server too
 #   tests/bench/run_load.sh BUILD_DIR -- COMMAND...    one server command alone
 #
 # BUILD_DIR is a Release build with examples and benchmarks
 # (examples/echo_server, tests/bench/wsx_load_generator,
 # tests/bench/wsx_beast_echo_server). A server command must print
 # "listening on HOST:PORT" and serve ws:// there; give it --port 0.
+# --uws takes the reference uWebSockets echo server that
+# ../shared/bench/uws/build_uws.sh builds (it is called as `ECHO PORT`, on a
+# free port this script picks); nothing is fetched here.
 #
 # Each server runs on one thread pinned to CPU 0 and the load generator on
 # CPU 1 (taskset), so the two do not compete for a core. Scenarios:
@@ -17,7 +21,10 @@
 #   handshake  connect + opening + closing handshake, 50 in parallel
 # Each runs WSX_LOAD_SECONDS (5) after a 1 s warm-up, WSX_LOAD_ROUNDS (2)
 # times, the servers taking turns; the table keeps each server's best round.
-# The whole run stays under three minutes; servers are stopped by PID.
+# Besides the rate, the table gives each server's CPU time per message and
+# its inverse, messages per second of server CPU, which holds whichever side
+# (server or generator) ran out of CPU first. The whole run stays under four
+# minutes; servers are stopped by PID.
 set -euo pipefail
 
 usage() {
@@ -31,6 +38,14 @@ seconds=${WSX_LOAD_SECONDS:-5}
 rounds=${WSX_LOAD_ROUNDS:-2}
 generator=$build_dir/tests/bench/wsx_load_generator
 [[ -x $generator ]] || { echo "run_load.sh: no load generator at $generator" >&2; exit 2; }
+
+uws_server=
+if [[ ${1:-} == --uws ]]; then
+  [[ $# -ge 2 ]] || usage
+  uws_server=$2
+  [[ -x $uws_server ]] || { echo "run_load.sh: $uws_server is not an executable" >&2; exit 2; }
+  shift 2
+fi
 
 names=()
 commands=()
@@ -49,6 +64,11 @@ else
   names+=(wsx Beast)
   # --quiet: no log line per connection (the Beast server writes none either).
   commands+=("$wsx_server --threads 1 --port 0 --no-deflate --quiet" "$beast_server --threads 1 --port 0")
+  if [[ -n $uws_server ]]; then
+    uws_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    names+=(uWS)
+    commands+=("$uws_server $uws_port --max-secs 600")
+  fi
 fi
 
 # Pin when there are two CPUs to pin to.
@@ -83,7 +103,7 @@ for i in "${!names[@]}"; do
   pids+=($!)
   port=
   for _ in $(seq 100); do
-    port=$(sed -n 's/^listening on .*:\([0-9][0-9]*\)$/\1/p' "$log" | head -n1)
+    port=$(sed -n 's/^\([a-z_]*: \)\{0,1\}listening on .*:\([0-9][0-9]*\)$/\2/p' "$log" | head -n1)
     [[ -n $port ]] && break
     kill -0 "${pids[$i]}" 2>/dev/null || break
     sleep 0.1
@@ -135,7 +155,7 @@ for scenario in "${scenarios[@]}"; do
       reversed=(); for ((k=${#order[@]}-1; k>=0; k--)); do reversed+=("${order[$k]}"); done; order=("${reversed[@]}")
     fi
     for i in "${order[@]}"; do
-      if (( SECONDS - start > 150 )); then
+      if (( SECONDS - start > 200 )); then
         echo "run_load.sh: out of time budget; stopping early" >&2
         break 3
       fi
@@ -175,14 +195,17 @@ done
 echo
 echo "Load: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg), ${seconds} s per run, best of $rounds."
 echo "Rates are messages (or handshakes) per second; latency is the round trip, p50/p99 in microseconds;"
-echo "CPU is the server's CPU time per message (or handshake), in microseconds."
+echo "CPU is the server's CPU time per message (or handshake), in microseconds, and per CPU-s its inverse:"
+echo "messages (or handshakes) per second of server CPU. Ratios are wsx over each other server."
 echo
 header="| scenario |"
 rule="|---|"
 for name in "${names[@]}"; do header+=" $name rate |"; rule+="---:|"; done
-(( ${#names[@]} == 2 )) && { header+=" ratio |"; rule+="---:|"; }
+for name in "${names[@]:1}"; do header+=" wsx / $name rate |"; rule+="---:|"; done
 for name in "${names[@]}"; do header+=" $name p50/p99 µs |"; rule+="---:|"; done
 for name in "${names[@]}"; do header+=" $name CPU µs |"; rule+="---:|"; done
+for name in "${names[@]}"; do header+=" $name per CPU-s |"; rule+="---:|"; done
+for name in "${names[@]:1}"; do header+=" wsx / $name per CPU |"; rule+="---:|"; done
 echo "$header"
 echo "$rule"
 for scenario in "${scenarios[@]}"; do
@@ -197,23 +220,41 @@ for scenario in "${scenarios[@]}"; do
       row+=" $(awk -v r="$rate" 'BEGIN { printf "%.0f", r }') |"
     fi
   done
-  if (( ${#names[@]} == 2 )); then
-    row+=" $(awk -v a="${rates[0]}" -v b="${rates[1]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }') |"
-  fi
+  cpus=()
+  for i in "${!names[@]}"; do
+    read -r rate p50 p99 mb cpu <<<"${best[$scenario,$i]:-0 0 0 0 0}"
+    cpus+=("$cpu")
+  done
+  for i in "${!names[@]}"; do
+    (( i == 0 )) && continue
+    row+=" $(awk -v a="${rates[0]}" -v b="${rates[$i]}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "n/a" }') |"
+  done
   for i in "${!names[@]}"; do
     read -r rate p50 p99 mb cpu <<<"${best[$scenario,$i]:-0 0 0 0 0}"
     row+=" $(awk -v a="$p50" -v b="$p99" 'BEGIN { printf "%.0f / %.0f", a, b }') |"
   done
   for i in "${!names[@]}"; do
-    read -r rate p50 p99 mb cpu <<<"${best[$scenario,$i]:-0 0 0 0 0}"
-    row+=" $cpu |"
+    row+=" ${cpus[$i]} |"
+  done
+  for i in "${!names[@]}"; do
+    row+=" $(awk -v c="${cpus[$i]}" 'BEGIN { if (c > 0) printf "%.0f", 1e6 / c; else printf "n/a" }') |"
+  done
+  for i in "${!names[@]}"; do
+    (( i == 0 )) && continue
+    row+=" $(awk -v a="${cpus[0]}" -v b="${cpus[$i]}" 'BEGIN { if (a > 0) printf "%.2f", b / a; else printf "n/a" }') |"
   done
   echo "$row"
 done
 
-# The servers must stop on SIGTERM with status 0.
+# The servers must stop on SIGTERM with status 0 (the uWebSockets reference
+# is only stopped).
 for i in "${!names[@]}"; do
   pid=${pids[$i]}
+  if [[ ${names[$i]} == uWS ]]; then
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    continue
+  fi
   kill -TERM "$pid" 2>/dev/null || true
   status=0
   for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
