@@ -6,6 +6,7 @@
 #include <wsx/asio/async_stream.hpp>
 #include <wsx/asio/ssl.hpp>
 
+#include "support/asio_test_stream.hpp"
 #include "support/test_certificates.hpp"
 
 #include <catch2/catch.hpp>
@@ -638,4 +639,70 @@ TEST_CASE("callbacks and use_future as completion tokens") {
         server.reset();
     });
     runner.join();
+}
+
+TEST_CASE("every operation failing in turn, on either end: reported, and nothing hangs") {
+    // A whole conversation over the in-memory stream: handshake, a text and
+    // a 100 KiB binary echo, a ping, the closing handshake. Run N makes the
+    // Nth read or write (of either end) fail; once N passes the last one,
+    // the conversation runs clean.
+    using memory_ws = wsx::async_stream<wsx_test::memory_stream>;
+    wsx::connection_options options;
+    options.ping_interval = wsx::duration(0);
+    options.close_timeout = wsx::duration(2000);
+    const std::string text = pattern(1000, true);
+    const std::string binary = pattern(100 * 1024, false);
+    std::size_t runs = 0;
+    std::size_t client_saw_error = 0;
+    for (std::size_t fail_at = 1; fail_at < 500; ++fail_at) {
+        CAPTURE(fail_at);
+        auto counter = std::make_shared<wsx_test::failure_counter>();
+        counter->fail_at = fail_at;
+        net::io_context io;
+        auto ends = wsx_test::memory_stream::pair(io.get_executor(), counter);
+        memory_ws client(std::move(ends.first));
+        memory_ws server(std::move(ends.second));
+        client.set_options(options);
+        server.set_options(options);
+        bool server_done = false;
+        bool client_done = false;
+        net_error_code client_error;
+        net::co_spawn(io, [&]() -> net::awaitable<void> {
+            net_error_code ec;
+            co_await server.async_accept(with_error(ec));
+            if (!ec) co_await echo_loop(server);
+            server_done = true;
+        }, net::detached);
+        net::co_spawn(io, [&]() -> net::awaitable<void> {
+            net_error_code ec;
+            wsx::message reply;
+            bool echoed = true;
+            co_await client.async_handshake("localhost", "/", with_error(ec));
+            for (const auto& [is_text, payload] : {std::pair<bool, const std::string*>{true, &text},
+                                                   std::pair<bool, const std::string*>{false, &binary}}) {
+                if (!ec) co_await client.async_write(is_text, wsx::const_bytes(*payload), with_error(ec));
+                if (!ec) co_await client.async_read(reply, with_error(ec));
+                if (!ec) echoed = echoed && reply.text == is_text && reply.data == *payload;
+            }
+            if (!ec) co_await client.async_ping(wsx::const_bytes(), with_error(ec));
+            if (!ec) co_await client.async_close(wsx::close_code::normal, with_error(ec));
+            CHECK(echoed); // what arrived is never wrong
+            client_error = ec;
+            client_done = true;
+        }, net::detached);
+        io.run_for(std::chrono::seconds(20));
+        REQUIRE(client_done);
+        REQUIRE(server_done);
+        ++runs;
+        if (!counter->failed) {
+            // N is past the last operation: the clean run.
+            CHECK_FALSE(client_error);
+            CHECK(client.get_close_status().code == wsx::close_code::normal);
+            break;
+        }
+        if (client_error) ++client_saw_error;
+    }
+    INFO("runs " << runs << ", client errors " << client_saw_error);
+    CHECK(runs > 10);
+    CHECK(client_saw_error > 0);
 }
