@@ -10,9 +10,8 @@
 # (examples/echo_server, tests/bench/wsx_load_generator,
 # tests/bench/wsx_beast_echo_server). A server command must print
 # "listening on HOST:PORT" and serve ws:// there; give it --port 0.
-# --uws takes the reference uWebSockets echo server that
-# ../shared/bench/uws/build_uws.sh builds (it is called as `ECHO PORT`, on a
-# free port this script picks); nothing is fetched here.
+# --uws takes a uWebSockets echo server built beforehand, called as
+# `ECHO PORT` on a free port this script picks; nothing is fetched here.
 #
 # Each server runs on one thread pinned to CPU 0 and the load generator on
 # CPU 1 (taskset), so the two do not compete for a core. Scenarios:
