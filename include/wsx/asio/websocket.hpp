@@ -209,44 +209,22 @@ public:
         return true;
     }
 
-    // Waits until a message or the end arrives (completes clear), the
-    // deadline passes (timed_out) or the wait is cancelled through its
-    // handler's cancellation slot (operation_aborted). One wait at a time.
+    // Waits until a message or the end arrives or the wait is cancelled
+    // through its handler's cancellation slot (both complete with
+    // operation_aborted: cancellation_state tells them apart), or the
+    // deadline passes (completes clear). A timer's wait, so that the
+    // io_context owns the waiting handler: one it destroys unfinished takes
+    // the handler's frame (and its handle on this object) with it. One wait
+    // at a time.
     template <class CompletionToken>
     auto async_wait_delivery(std::optional<time_point> deadline, CompletionToken&& token) {
-        auto initiation = [this](auto handler, std::optional<time_point> until) {
-            using handler_type = decltype(handler);
-            // The waiting handler, type-erased: this class is not a template.
-            struct waiting final : waiting_receive {
-                handler_type handler;
-                net::any_io_executor fallback;
-                waiting(handler_type&& h, net::any_io_executor e) : handler(std::move(h)), fallback(std::move(e)) {}
-                void complete(net_error_code ec, bool from_slot) override {
-                    // (The slot's own handler is running when from_slot:
-                    // it is not cleared from under itself.)
-                    auto slot = net::get_associated_cancellation_slot(handler);
-                    if (slot.is_connected() && !from_slot) slot.clear();
-                    const auto executor = net::get_associated_executor(handler, fallback);
-                    net::post(executor, [h = std::move(handler), ec]() mutable { std::move(h)(ec); });
-                }
-            };
-            auto slot = net::get_associated_cancellation_slot(handler);
-            if (slot.is_connected()) {
-                slot.template emplace<cancel_wait>(this);
-            }
-            background_reader& r = *reader_;
-            r.waiter = std::make_unique<waiting>(std::move(handler), executor());
-            if (until) {
-                if (!r.deadline_timer) r.deadline_timer = std::make_unique<net::steady_timer>(executor());
-                r.deadline_timer->expires_at(*until);
-                r.deadline_timer->async_wait([me = self()](const net_error_code& ec) {
-                    if (!ec && me->reader_->waiter)
-                        me->finish_wait(to_net_error(std::make_error_code(std::errc::timed_out)));
-                });
-            }
-        };
-        return net::async_initiate<CompletionToken, void(net_error_code)>(std::move(initiation), token, deadline);
+        background_reader& r = *reader_;
+        if (!r.signal) r.signal = std::make_unique<net::steady_timer>(executor());
+        r.signal->expires_at(deadline ? *deadline : time_point::max());
+        r.waiting = true;
+        return r.signal->async_wait(std::forward<CompletionToken>(token));
     }
+    void stop_waiting() noexcept { reader_->waiting = false; }
     // One receive at a time: it holds the wait.
     bool receiving() const noexcept { return reader_ && reader_->receiving; }
     void set_receiving(bool on) noexcept { reader_->receiving = on; }
@@ -278,23 +256,6 @@ protected:
     virtual std::shared_ptr<websocket_backend> self() = 0;
 
 private:
-    struct waiting_receive {
-        virtual ~waiting_receive() = default;
-        virtual void complete(net_error_code ec, bool from_slot) = 0;
-    };
-    // A receive's cancellation: ends its wait; what arrives stays queued.
-    struct cancel_wait {
-        websocket_backend* backend;
-        void operator()(net::cancellation_type) const {
-            if (backend->reader_->waiter) backend->finish_wait(net::error::operation_aborted, true);
-        }
-    };
-    void finish_wait(net_error_code ec, bool from_slot = false) {
-        std::unique_ptr<waiting_receive> done = std::move(reader_->waiter);
-        if (reader_->deadline_timer) reader_->deadline_timer->cancel();
-        done->complete(ec, from_slot);
-    }
-
     // Reads what is already there, then waits for more with one read in
     // flight, until the queue is full or the connection ended.
     void pump() {
@@ -324,7 +285,10 @@ private:
             r.queue.emplace_back();
             std::swap(r.queue.back(), r.incoming);
         }
-        if (r.waiter) finish_wait({});
+        if (r.waiting) {
+            r.waiting = false;
+            r.signal->cancel();
+        }
         return !r.ended;
     }
 
@@ -336,8 +300,8 @@ private:
         message spare;              // a taken message's buffer, for a later read
         std::size_t max_queue = default_max_queue;
         net_error_code end;
-        std::unique_ptr<waiting_receive> waiter;                  // a receive waiting for the reader
-        std::unique_ptr<net::steady_timer> deadline_timer; // made for the first receive with a time limit
+        std::unique_ptr<net::steady_timer> signal; // a waiting receive's; made for the first wait
+        bool waiting = false;  // a receive waits on `signal`
         bool pumping = false;  // a read in flight
         bool ended = false;    // `end` says how
         bool receiving = false;
@@ -608,6 +572,7 @@ private:
                     }
                     net_error_code waited;
                     co_await backend.async_wait_delivery(deadline, net::redirect_error(net::use_awaitable, waited));
+                    backend.stop_waiting();
                     if (cancellation.cancelled() != net::cancellation_type::none) {
                         r.result = net::error::operation_aborted;
                         break;
@@ -616,8 +581,8 @@ private:
                         r.end = true;
                         break;
                     }
-                    if (waited) { // the deadline passed
-                        r.result = waited;
+                    if (!waited) { // the deadline passed, not a wake-up
+                        r.result = to_net_error(std::make_error_code(std::errc::timed_out));
                         break;
                     }
                 }
