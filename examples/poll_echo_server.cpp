@@ -15,7 +15,7 @@
 // events with next_event() while the output is under its limit (that is the
 // backpressure: unread events wait in the input buffer), write
 // pending_output() when POLLOUT, and close the socket once
-// should_close_transport() says so and the output is written.
+// transport_action() says so and the output is written.
 #include <wsx/connection.hpp>
 
 #include <algorithm>
@@ -108,6 +108,11 @@ struct client {
             case wsx::event_type::request:
                 conn.accept();
                 break;
+            case wsx::event_type::http_request:
+                // Not an upgrade (a browser's GET /): the core's 426, 405 or
+                // 400 says what it lacks. reject(200, page) would serve a page.
+                conn.refuse();
+                break;
             case wsx::event_type::message:
                 // send_* copies the payload out before the view could move.
                 if (ev.text) {
@@ -170,7 +175,7 @@ struct client {
         }
         // RFC 6455 §7.1.1: the server closes the TCP connection first, once
         // its last frame is written.
-        if (conn.should_close_transport() && conn.pending_output_size() == 0) {
+        if (conn.transport_action() == wsx::transport_action::close && conn.pending_output_size() == 0) {
             ::shutdown(fd, SHUT_WR);
             done = true;
         }

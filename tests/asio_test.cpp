@@ -472,6 +472,67 @@ TEST_CASE("closing: the other side's read reports connection_closed with the cod
     });
 }
 
+TEST_CASE("a client done with the closing handshake shuts down writing; the server sees its end of stream") {
+    // RFC 6455 §7.1.1: the server closes TCP first, so the client waits for
+    // it; it has nothing more to write, and says so with a half-close. This
+    // server (the sans-I/O core on a raw socket) waits for that end of
+    // stream before it closes, for at most 5 s; the client's close timeout
+    // is 30 s, so only the half-close ends the wait in time.
+    run_coroutine([](net::io_context& io) -> net::awaitable<void> {
+        auto sockets = co_await connected_sockets(io);
+        tcp::socket& raw = sockets.second;
+        wsx::connection_options client_options;
+        client_options.close_timeout = std::chrono::seconds(30);
+        plain_stream client(std::move(sockets.first));
+        client.set_options(client_options);
+        net_error_code client_result;
+        bool client_done = false;
+        net::co_spawn(io, [&]() -> net::awaitable<void> {
+            co_await client.async_handshake("127.0.0.1", "/", with_error(client_result));
+            if (client_result) co_return;
+            wsx::message m;
+            co_await client.async_read(m, with_error(client_result));
+        }, [&](std::exception_ptr) { client_done = true; });
+
+        wsx::connection server(wsx::role::server);
+        std::uint8_t buffer[4096];
+        auto write_output = [&]() -> net::awaitable<void> {
+            const wsx::const_bytes out = server.pending_output();
+            co_await net::async_write(raw, net::buffer(out.data(), out.size()), net::use_awaitable);
+            server.consume_output(out.size());
+        };
+        bool closed = false;
+        while (!closed) {
+            const std::size_t n = co_await raw.async_read_some(net::buffer(buffer), net::use_awaitable);
+            server.receive(wsx::const_bytes(buffer, n));
+            while (wsx::event ev = server.next_event()) {
+                if (ev.type == wsx::event_type::request) {
+                    REQUIRE_FALSE(server.accept());
+                    REQUIRE_FALSE(server.close(wsx::close_code::going_away, "done"));
+                }
+                if (ev.type == wsx::event_type::close) closed = true;
+            }
+            co_await write_output();
+        }
+        CHECK(server.transport_action() == wsx::transport_action::close); // the server may close now; it waits
+        net::steady_timer limit(io);
+        limit.expires_after(std::chrono::seconds(5));
+        limit.async_wait([&](const net_error_code& ec) {
+            if (!ec) raw.close();
+        });
+        net_error_code ec;
+        while (!ec) co_await raw.async_read_some(net::buffer(buffer), with_error(ec));
+        limit.cancel();
+        CHECK(ec == net::error::eof); // not operation_aborted: the client's FIN came
+        raw.close();
+        while (!client_done) co_await net::post(io, net::use_awaitable);
+        CHECK(wsx::to_std_error(client_result) == wsx::error::connection_closed);
+        CHECK(client.get_close_status().code == wsx::close_code::going_away);
+        CHECK(client.get_close_status().sent == wsx::close_code::going_away);
+        CHECK(client.get_close_status().received == wsx::close_code::going_away);
+    });
+}
+
 TEST_CASE("plain HTTP requests go to the HTTP handler; the upgrade handler can refuse") {
     run_coroutine([](net::io_context& io) -> net::awaitable<void> {
         {

@@ -213,7 +213,7 @@ TEST_CASE("protocol violations fail the connection with their close code, for bo
                 CHECK(last.ec == r.ec);
                 CHECK(static_cast<std::uint16_t>(last.code) == r.code);
                 CHECK(sent_close_code(peer) == r.code);
-                CHECK(peer.conn.should_close_transport());
+                CHECK((peer.conn.transport_action() == wsx::transport_action::close));
                 CHECK(peer.conn.get_state() == state::closed);
                 // Nothing more is processed or sent.
                 CHECK(peer.feed(frame(sender, opcode::ping, {})).empty());
@@ -356,11 +356,86 @@ TEST_CASE("closing handshake started by either side") {
         CHECK(at_starter[0].code == close_code::going_away); // echoed
         CHECK_FALSE(at_starter[0].closed_by_peer);
         // RFC 6455 §7.1.1: the server closes the TCP connection first.
-        CHECK(p.server.should_close_transport());
-        CHECK_FALSE(p.client.should_close_transport());
+        CHECK((p.server.transport_action() == wsx::transport_action::close));
+        // RFC 6455 §7.1.1: the client waits for the server to end TCP, with
+        // nothing more to write.
+        CHECK(p.client.transport_action() == wsx::transport_action::shutdown_write);
         p.client.receive_eof();
         CHECK_FALSE(p.client.next_event()); // the close event was the last
-        CHECK(p.client.should_close_transport()); // the server closed TCP: the wait is over
+        CHECK((p.client.transport_action() == wsx::transport_action::close)); // the server closed TCP: the wait is over
+    }
+}
+
+namespace {
+
+// A ping every second, answered within half a second.
+connection_options keepalive_options() {
+    auto o = test::fixed_options();
+    o.ping_interval = 1000ms;
+    o.ping_timeout = 500ms;
+    return o;
+}
+
+} // namespace
+
+TEST_CASE("the core keeps one close status: the frames sent and received, and how it ended") {
+    test::connection_pair p;
+    REQUIRE_FALSE(p.client.close(close_code::going_away, "bye"));
+    CHECK(p.client.status().sent == close_code::going_away);
+    CHECK_FALSE(p.client.status().received);
+    auto at_server = p.client_to_server(chunking::whole);
+    REQUIRE(at_server.size() == 1);
+    const close_status& server = p.server.status();
+    CHECK(server.code == close_code::going_away);
+    CHECK(server.reason == "bye");
+    CHECK(server.closed_by_peer);
+    CHECK_FALSE(server.ec);
+    CHECK(server.received == close_code::going_away);
+    CHECK(server.sent == close_code::going_away); // echoed
+    p.server_to_client(chunking::whole);
+    const close_status& client = p.client.status();
+    CHECK(client.code == close_code::going_away);
+    CHECK_FALSE(client.closed_by_peer);
+    CHECK(client.sent == close_code::going_away);
+    CHECK(client.received == close_code::going_away);
+    // The status is final: a transport error after the close changes nothing.
+    p.client.receive_transport_error(std::make_error_code(std::errc::connection_reset));
+    CHECK(p.client.status().code == close_code::going_away);
+    CHECK_FALSE(p.client.status().ec);
+    CHECK(p.client.transport_action() == wsx::transport_action::close);
+}
+
+TEST_CASE("a transport error ends the connection with 1006, or with its own earlier reason") {
+    SECTION("while open: input and output are dropped, the close event says why") {
+        test::connection_pair p;
+        REQUIRE_FALSE(p.client.send_text("lost"));
+        p.server.receive(test::drain(p.client));
+        REQUIRE_FALSE(p.server.send_text("unsent"));
+        p.server.receive_transport_error(std::make_error_code(std::errc::connection_reset));
+        CHECK(p.server.pending_output_size() == 0);
+        CHECK(p.server.buffered_input() == 0);
+        CHECK(p.server.status().code == close_code::abnormal); // known before the event
+        auto events = test::collect(p.server);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].type == event_type::close);
+        CHECK(events[0].code == close_code::abnormal);
+        CHECK(events[0].ec == std::errc::connection_reset);
+        CHECK(p.server.transport_action() == wsx::transport_action::close);
+        CHECK(p.server.send_text("after") == error::connection_closed);
+    }
+    SECTION("after a keepalive timeout the timeout is the reason") {
+        test::connection_pair p(keepalive_options());
+        const time_point t0{};
+        p.server.tick(t0);
+        p.server.tick(t0 + 1000ms);
+        p.server.tick(t0 + 1500ms);
+        CHECK(p.server.status().sent == close_code::internal_error);
+        p.server.receive_transport_error(std::make_error_code(std::errc::broken_pipe));
+        auto events = test::collect(p.server);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].code == close_code::internal_error);
+        CHECK(events[0].ec == error::ping_timeout);
+        CHECK(p.server.status().ec == error::ping_timeout);
     }
 }
 
@@ -434,7 +509,7 @@ TEST_CASE("end of stream without a close frame is 1006 after delivering what arr
         CHECK(events[1].type == event_type::close);
         CHECK(events[1].code == close_code::abnormal);
         CHECK(events[1].ec == error::unexpected_eof);
-        CHECK(peer.conn.should_close_transport());
+        CHECK((peer.conn.transport_action() == wsx::transport_action::close));
         CHECK(peer.sent().empty()); // no close frame after EOF... nothing to read it
     }
 }
@@ -571,10 +646,7 @@ TEST_CASE("a ping flood while the peer does not read is answered by one pong, se
 }
 
 TEST_CASE("keepalive: a ping at the interval, 1011 when no answer comes in time") {
-    auto o = test::fixed_options();
-    o.ping_interval = 1000ms;
-    o.ping_timeout = 500ms;
-    test::connection_pair p(o);
+    test::connection_pair p(keepalive_options());
     const time_point t0{};
     p.server.tick(t0);
     p.client.tick(t0);
@@ -612,7 +684,7 @@ TEST_CASE("keepalive: a ping at the interval, 1011 when no answer comes in time"
         REQUIRE(frames.size() == 1);
         CHECK(frames[0].op == opcode::close);
         CHECK(std::string(frames[0].payload.begin() + 2, frames[0].payload.end()) == "keepalive ping timeout");
-        CHECK(p.server.should_close_transport());
+        CHECK((p.server.transport_action() == wsx::transport_action::close));
     }
 }
 
@@ -623,9 +695,9 @@ TEST_CASE("the close timeout drops a peer that never answers our close") {
     REQUIRE_FALSE(p.server.close());
     CHECK(p.server.next_deadline() == t0 + 10000ms);
     p.server.tick(t0 + 9999ms);
-    CHECK_FALSE(p.server.should_close_transport());
+    CHECK_FALSE((p.server.transport_action() == wsx::transport_action::close));
     p.server.tick(t0 + 10000ms);
-    CHECK(p.server.should_close_transport());
+    CHECK((p.server.transport_action() == wsx::transport_action::close));
     auto events = test::collect(p.server);
     REQUIRE(events.size() == 1);
     CHECK(events[0].ec == error::close_timeout);
@@ -639,9 +711,9 @@ TEST_CASE("a client waits for the server to close TCP, up to the close timeout")
     REQUIRE_FALSE(p.server.close());
     p.server_to_client(chunking::whole);
     CHECK(p.client.get_state() == state::closed);
-    CHECK_FALSE(p.client.should_close_transport());
+    CHECK_FALSE((p.client.transport_action() == wsx::transport_action::close));
     p.client.tick(t0 + 10000ms);
-    CHECK(p.client.should_close_transport());
+    CHECK((p.client.transport_action() == wsx::transport_action::close));
 }
 
 // ---- with the HTTP handshake ------------------------------------------------
@@ -724,7 +796,7 @@ TEST_CASE("a rejected handshake reports the status, then closes") {
     auto at_server = test::collect(server);
     REQUIRE(at_server.size() == 1);
     CHECK(at_server[0].ec == error::handshake_rejected);
-    CHECK(server.should_close_transport());
+    CHECK((server.transport_action() == wsx::transport_action::close));
     auto at_client = test::transfer(server, client, chunking::whole);
     REQUIRE(at_client.size() == 2);
     CHECK(at_client[0].type == event_type::response);
@@ -742,7 +814,9 @@ TEST_CASE("a bad upgrade request is answered with its HTTP status") {
         {"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
          "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 8\r\n\r\n",
          error::unsupported_version, "HTTP/1.1 426 "},
-        {"GET / HTTP/1.1\r\nHost: x\r\n\r\n", error::missing_upgrade, "HTTP/1.1 426 "},
+        // An upgrade without "Connection: Upgrade" is still an upgrade.
+        {"GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n\r\n", error::missing_connection_upgrade,
+         "HTTP/1.1 400 "},
         {"GET / HTTP/1.1\r\nHost: x\r\n" + std::string(20000, 'a') + "\r\n\r\n", error::http_head_too_large,
          "HTTP/1.1 431 "},
     };
@@ -755,7 +829,102 @@ TEST_CASE("a bad upgrade request is answered with its HTTP status") {
         CHECK(events[0].ec == r.ec);
         const bytes out = test::drain(server);
         CHECK(std::string(out.begin(), out.end()).rfind(r.status_line, 0) == 0);
-        CHECK(server.should_close_transport());
+        CHECK((server.transport_action() == wsx::transport_action::close));
+    }
+}
+
+TEST_CASE("a plain HTTP request is an event; the application's answer is written") {
+    struct row { std::string request; std::error_code ec; std::string refusal_line; };
+    const row rows[] = {
+        {"GET / HTTP/1.1\r\nHost: x\r\n\r\n", error::missing_upgrade, "HTTP/1.1 426 "},
+        {"POST /form HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", error::bad_method, "HTTP/1.1 405 "},
+        {"GET /health HTTP/1.0\r\n\r\n", error::bad_http_version, "HTTP/1.1 400 "},
+    };
+    for (const auto& r : rows) {
+        CAPTURE(r.request);
+        connection server(role::server, test::fixed_options());
+        auto events = test::feed(server, bytes(r.request.begin(), r.request.end()), chunking::bytewise);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].type == event_type::http_request);
+        CHECK(events[0].ec == r.ec);
+        CHECK(server.pending_output_size() == 0); // nothing is answered for the application
+        CHECK(server.transport_action() == wsx::transport_action::none);
+        CHECK(server.accept() == r.ec);           // it is no upgrade
+        if (r.ec == error::missing_upgrade) { // the application's reply
+            REQUIRE_FALSE(server.reject(200, "ok\n", {{"Content-Type", "text/html"}}));
+            const bytes out = test::drain(server);
+            const std::string text(out.begin(), out.end());
+            CHECK(text.rfind("HTTP/1.1 200 ", 0) == 0);
+            CHECK(text.find("Content-Type: text/html\r\n") != std::string::npos);
+            CHECK(text.substr(text.size() - 3) == "ok\n");
+            auto closed = test::collect(server);
+            REQUIRE(closed.size() == 1);
+            CHECK(closed[0].type == event_type::close);
+            CHECK(closed[0].ec == error::handshake_rejected);
+        }
+        // The core's refusal, for every row (the first has answered already).
+        const std::error_code refused = server.refuse();
+        if (r.ec != error::missing_upgrade) {
+            REQUIRE_FALSE(refused);
+            const bytes out = test::drain(server);
+            CHECK(std::string(out.begin(), out.end()).rfind(r.refusal_line, 0) == 0);
+            auto closed = test::collect(server);
+            REQUIRE(closed.size() == 1);
+            CHECK(closed[0].ec == r.ec);
+            CHECK(server.status().ec == r.ec);
+        } else {
+            CHECK(refused == error::connection_closed); // answered once
+        }
+        CHECK(server.transport_action() == wsx::transport_action::close);
+        CHECK(server.reject(200) == error::connection_closed);
+    }
+}
+
+TEST_CASE("misuse is an error code, never an exception out of the core") {
+    SECTION("a client request that cannot be sent starts nothing") {
+        connection client(role::client, test::fixed_options());
+        auto request = request_to();
+        request.headers = {{"Sec-WebSocket-Key", "mine"}}; // wsx writes it itself
+        CHECK(client.start_handshake(request) == std::errc::invalid_argument);
+        CHECK(client.pending_output_size() == 0);
+        CHECK(client.get_state() == state::connecting);
+        request.host = "bad host";
+        request.headers.clear();
+        CHECK(client.start_handshake(request) == std::errc::invalid_argument);
+        REQUIRE_FALSE(client.start_handshake(request_to())); // a good one still can
+        CHECK(client.pending_output_size() > 0);
+    }
+    SECTION("an answer that cannot be sent: the client hears 500") {
+        for (int answer : {0, 1, 2}) {
+            CAPTURE(answer);
+            connection client(role::client, test::fixed_options());
+            connection server(role::server, test::fixed_options());
+            auto request = request_to();
+            request.subprotocols = {"chat.v1"};
+            REQUIRE_FALSE(client.start_handshake(request));
+            REQUIRE(test::transfer(client, server, chunking::whole).size() == 1);
+            std::error_code ec;
+            if (answer == 0) ec = server.accept({"never.offered", {}});
+            if (answer == 1) ec = server.reject(42);
+            if (answer == 2) ec = server.reject(401, {}, {{"Content-Length", "5"}});
+            CHECK(ec == std::errc::invalid_argument);
+            const bytes out = test::drain(server);
+            CHECK(std::string(out.begin(), out.end()).rfind("HTTP/1.1 500 ", 0) == 0);
+            auto closed = test::collect(server);
+            REQUIRE(closed.size() == 1);
+            CHECK(closed[0].ec == std::errc::invalid_argument);
+            CHECK(server.transport_action() == wsx::transport_action::close);
+        }
+    }
+    SECTION("calls at the wrong time") {
+        connection server(role::server, test::fixed_options());
+        CHECK(server.accept() == error::connection_closed); // no request yet
+        CHECK(server.reject(403) == error::connection_closed);
+        CHECK(server.send_text("early") == error::connection_closed);
+        connection client(role::client, test::fixed_options());
+        REQUIRE_FALSE(client.start_handshake(request_to()));
+        CHECK(client.start_handshake(request_to()) == error::connection_closed); // once
+        CHECK(client.accept() == error::connection_closed);
     }
 }
 
@@ -791,7 +960,7 @@ TEST_CASE("end of stream or the open timeout during the handshake") {
     auto events = test::collect(server);
     REQUIRE(events.size() == 1);
     CHECK(events[0].ec == error::open_timeout);
-    CHECK(server.should_close_transport());
+    CHECK((server.transport_action() == wsx::transport_action::close));
 
     connection client(role::client, test::fixed_options());
     REQUIRE_FALSE(client.start_handshake(request_to()));

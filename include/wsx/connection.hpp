@@ -5,7 +5,8 @@
 //   c.receive(bytes_from_socket);          // or prepare(n) + read + commit(n)
 //   while (auto ev = c.next_event()) { ... } // request, message, ping, close...
 //   write(c.pending_output()); c.consume_output(n);
-//   if (c.should_close_transport()) ...     // once the output is written
+//   switch (c.transport_action()) { ... }   // once the output is written
+//   c.receive_transport_error(ec);          // a read or write failed
 //
 // Views handed out by next_event() (payloads, reasons, the request) point
 // into the connection's buffers: they stay valid until the next call to
@@ -13,6 +14,13 @@
 // never copied: it is unmasked and validated where it was read. A large one
 // (direct_payload_size or more) is read straight into a buffer of its own,
 // which take_message() hands over to a std::string without copying.
+//
+// The connection owns its whole life: the close frames sent and received
+// and the failure, if any, in one close_status (status()); what to do with
+// the transport (transport_action()); and the answer to a plain HTTP
+// request (the http_request event). A call made at the wrong time or with
+// arguments that cannot be sent answers an error code; nothing is thrown
+// out of the core but std::bad_alloc.
 //
 // Time belongs to the caller: tell the connection what time it is with
 // tick(now), and ask next_deadline() when to call tick() again. Open, close,
@@ -27,6 +35,7 @@
 #include <wsx/handshake.hpp>
 #include <wsx/http.hpp>
 #include <wsx/mask.hpp>
+#include <wsx/message.hpp>
 #include <wsx/random.hpp>
 #include <wsx/utf8.hpp>
 
@@ -35,8 +44,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
@@ -73,6 +84,10 @@ enum class state : std::uint8_t { connecting, open, closing, closed };
 enum class event_type : std::uint8_t {
     none,
     request,  // server: a valid upgrade request; call accept() or reject()
+    http_request, // server: a request that does not ask for a WebSocket at
+                  // all (a browser's GET /): answer it with reject() (a page,
+                  // a health check, a redirect) or refuse(); `ec` says why it
+                  // is not an upgrade
     response, // client: the server's answer (101 or not)
     message,  // a whole text or binary message
     chunk,    // streaming: one piece of a message; `fin` on the last
@@ -100,6 +115,19 @@ struct event {
     std::string_view data_view() const noexcept { return as_string_view(data); }
 };
 
+// Called by adapters with each ping and pong read (the connection answers
+// pings on its own).
+using control_callback = std::function<void(event_type type, const_bytes payload)>;
+
+// What to do with the transport, once the output is written.
+enum class transport_action : std::uint8_t {
+    none,           // keep reading and writing
+    shutdown_write, // a client after the closing handshake: nothing more
+                    // will be written; keep reading until the server ends
+                    // the stream (receive_eof()) or the close timeout
+    close,          // end the transport: the connection is over
+};
+
 // Server: how to answer an upgrade request.
 struct accept_options {
     std::string subprotocol; // empty, or one the client offered (see select_subprotocol)
@@ -124,6 +152,9 @@ public:
     // before that event is read.
     std::error_code error() const noexcept { return error_; }
     close_code failure_code() const noexcept { return failure_code_; }
+    // How the connection ended - final from the close event on, or from
+    // the moment it failed - and the close frames sent and received.
+    const close_status& status() const noexcept { return status_; }
 
     // ---- bytes in -------------------------------------------------------
 
@@ -172,6 +203,13 @@ public:
         if (state_ == state::closed) close_transport_ = true;
     }
 
+    // A read or write of the transport failed: nothing more moves either
+    // way. Unread input and unwritten output are dropped; a connection that
+    // had not ended yet ends with 1006 (abnormal) and `ec`, reported by its
+    // close event. One that had failed itself first (a keepalive timeout
+    // whose close frame could not leave) keeps its own reason.
+    void receive_transport_error(std::error_code ec) noexcept;
+
     // Bytes received but not turned into events yet.
     std::size_t buffered_input() const noexcept { return in_end_ - in_read_; }
 
@@ -204,9 +242,19 @@ public:
 
     // Server: answer the request event with 101 Switching Protocols.
     std::error_code accept(accept_options answer = {});
-    // Server: answer the request event with an HTTP error or any other
-    // response (a health check, a redirect, 401 with WWW-Authenticate).
+    // Server: answer the request or http_request event with any final HTTP
+    // response (a page, a health check, a redirect, 401 with
+    // WWW-Authenticate). The connection then ends with handshake_rejected.
     std::error_code reject(int status, std::string_view body = {}, const http_fields& headers = {});
+    // Server: answer the request or http_request event with the core's own
+    // refusal: the HTTP error that names what the request lacks (426 with
+    // Sec-WebSocket-Version for a plain GET, 405 for a POST...), or 403 for
+    // a valid upgrade. The connection ends with that error.
+    std::error_code refuse();
+    // accept() and reject() answer std::errc::invalid_argument for an
+    // answer that cannot be sent (a subprotocol the client never offered, a
+    // status outside 200-999, a field wsx writes itself): that is the
+    // server's mistake, so the client hears 500 and the connection ends.
 
     // The parsed request (server) or response (client) of the handshake,
     // valid until release_handshake().
@@ -266,11 +314,17 @@ public:
     // max_pending_output (a ping flood), once it has drained.
     void take_output(std::vector<std::uint8_t>& into);
     void consume_output(std::size_t n);
-    // True once the transport should be shut down (after writing the output):
-    // the connection failed, or the closing handshake is over (RFC 6455
-    // §7.1.1: the server closes the TCP connection first; a client waits for
-    // it, up to the close timeout).
-    bool should_close_transport() const noexcept { return close_transport_; }
+    // What to do with the transport once the output is written: close it
+    // when the connection failed or the closing handshake is over (RFC 6455
+    // §7.1.1: the server closes the TCP connection first); a client that
+    // completed the closing handshake shuts down writing and waits for the
+    // server's end of stream, up to the close timeout, before it closes.
+    wsx::transport_action transport_action() const noexcept {
+        if (close_transport_) return wsx::transport_action::close;
+        if (role_ == role::client && state_ == state::closed && close_sent_ && status_.received)
+            return wsx::transport_action::shutdown_write;
+        return wsx::transport_action::none;
+    }
 
     // ---- time ----------------------------------------------------------------
 
@@ -350,6 +404,8 @@ private:
     event close_event(close_code code, std::string_view reason, bool by_peer, std::error_code ec = {});
     void set_open(std::optional<deflate_params> deflate);
     void abandon(std::error_code ec, close_code code = close_code::abnormal);
+    void end_handshake(std::string_view response, std::error_code ec);
+    bool is_plain_http(std::error_code ec) const noexcept;
 
     static close_code close_code_for(std::error_code ec) noexcept;
     // The most n bytes can grow to as raw DEFLATE from any zlib settings: a
@@ -365,6 +421,7 @@ private:
     std::shared_ptr<const connection_options> options_;
     std::error_code error_;
     close_code failure_code_ = close_code::abnormal;
+    close_status status_;
     bool eof_ = false;
     bool close_sent_ = false;
     bool close_event_sent_ = false;
@@ -422,6 +479,7 @@ private:
         client_response response;
         client_request_options client_request;
         std::string key;
+        std::error_code plain_http; // server: why the request is no upgrade (http_request event)
         handshake_state(const http_limits& limits) : request_parser(limits), response_parser(limits) {}
     };
     const handshake_state& handshake() const noexcept {
@@ -474,10 +532,14 @@ inline event connection::close_event(close_code code, std::string_view reason, b
                                      std::error_code ec) {
     state_ = state::closed;
     close_event_sent_ = true;
+    status_.code = code;
+    status_.reason = std::string(reason);
+    status_.closed_by_peer = by_peer;
+    status_.ec = ec;
     event ev;
     ev.type = event_type::close;
     ev.code = code;
-    ev.reason = reason;
+    ev.reason = status_.reason;
     ev.closed_by_peer = by_peer;
     ev.ec = ec;
     return ev;
@@ -508,6 +570,23 @@ inline void connection::abandon(std::error_code ec, close_code code) {
     failure_code_ = code;
     close_transport_ = true;
     state_ = state::closed;
+    status_.code = code;
+    status_.ec = ec;
+}
+
+inline void connection::receive_transport_error(std::error_code ec) noexcept {
+    in_read_ = in_end_ = 0;
+    direct_ = false;
+    wanted_ = 0;
+    checked_ = 0;
+    out_read_ = out_end_ = out_size_ = 0;
+    pong_owed_ = false;
+    eof_ = true;
+    close_transport_ = true;
+    // Ended already (its close event out or waiting): that status stands.
+    if (state_ == state::closed) return;
+    if (!ec) ec = std::make_error_code(std::errc::io_error);
+    abandon(ec);
 }
 
 inline event connection::next_event() {
@@ -700,6 +779,7 @@ inline event connection::process_frame(const frame_header& h, mutable_bytes payl
         }
         close_payload received;
         if (auto ec = parse_close_payload(payload, received)) return fail(ec, close_code_for(ec));
+        status_.received = received.code;
         const bool by_peer = !close_sent_;
         if (!close_sent_) {
             // RFC 6455 §5.5.1: "If an endpoint receives a Close frame and did
@@ -826,7 +906,14 @@ inline std::error_code connection::start_handshake(client_request_options reques
     if (options_->deflate && request.extensions.empty()) request.extensions = make_deflate_offer(*options_->deflate);
     hs_->key = make_sec_key(options_->random);
     std::string head;
-    append_client_request(head, request, hs_->key);
+    try {
+        append_client_request(head, request, hs_->key);
+    } catch (const std::invalid_argument&) {
+        // Options that cannot be put in a request (a host with a space, a
+        // header wsx writes itself): the caller's mistake; nothing started.
+        hs_.reset();
+        return std::make_error_code(std::errc::invalid_argument);
+    }
     hs_->client_request = std::move(request);
     queue_bytes(head);
     return {};
@@ -871,6 +958,14 @@ inline event connection::handshake_event() {
         // RFC 6455 §4.2.1: the server's checks; a failure is answered with the
         // HTTP status that names it (400, 403, 426...).
         if (auto ec = validate_request(hs_->request, options_->origins)) {
+            if (is_plain_http(ec)) {
+                // Not an upgrade at all: the application answers it.
+                hs_->plain_http = ec;
+                awaiting_answer_ = true;
+                ev.type = event_type::http_request;
+                ev.ec = ec;
+                return ev;
+            }
             append_error_response_to_output(ec);
             abandon(ec);
             return next_event();
@@ -905,8 +1000,25 @@ inline void connection::append_error_response_to_output(std::error_code ec) {
     queue_bytes(response);
 }
 
+// A request that does not ask for a WebSocket at all: one the checks refuse
+// before they look at Upgrade, or for its absence, without "Upgrade:
+// websocket" among its fields.
+inline bool connection::is_plain_http(std::error_code ec) const noexcept {
+    const bool early = ec == error::bad_method || ec == error::bad_http_version || ec == error::missing_host ||
+                       ec == error::missing_upgrade;
+    return early && !hs_->request.http.headers.has_token("Upgrade", "websocket");
+}
+
+// Queues the final answer to the request (not 101) and ends with `ec`.
+inline void connection::end_handshake(std::string_view response, std::error_code ec) {
+    queue_bytes(response);
+    awaiting_answer_ = false;
+    abandon(ec);
+}
+
 inline std::error_code connection::accept(accept_options answer) {
     if (role_ != role::server || !awaiting_answer_) return error::connection_closed;
+    if (hs_->plain_http) return hs_->plain_http; // reject() or refuse() it
     std::optional<deflate_agreement> agreement;
     if (options_->deflate) {
         // RFC 7692 §5.1: the server accepts at most one offer. A header it
@@ -916,9 +1028,16 @@ inline std::error_code connection::accept(accept_options answer) {
             agreement = negotiate_deflate_server(offers, *options_->deflate);
     }
     std::string response;
-    append_accept_response(response, hs_->request, answer.subprotocol,
-                           agreement ? std::string_view(agreement->response) : std::string_view(),
-                           answer.headers);
+    try {
+        append_accept_response(response, hs_->request, answer.subprotocol,
+                               agreement ? std::string_view(agreement->response) : std::string_view(),
+                               answer.headers);
+    } catch (const std::invalid_argument&) {
+        response.clear();
+        append_http_response(response, 500);
+        end_handshake(response, std::make_error_code(std::errc::invalid_argument));
+        return std::make_error_code(std::errc::invalid_argument);
+    }
     queue_bytes(response);
     awaiting_answer_ = false;
     subprotocol_ = std::move(answer.subprotocol);
@@ -929,10 +1048,24 @@ inline std::error_code connection::accept(accept_options answer) {
 inline std::error_code connection::reject(int status, std::string_view body, const http_fields& headers) {
     if (role_ != role::server || !awaiting_answer_) return error::connection_closed;
     std::string response;
-    append_http_response(response, status, body, headers);
-    queue_bytes(response);
-    awaiting_answer_ = false;
-    abandon(error::handshake_rejected);
+    std::error_code result;
+    try {
+        append_http_response(response, status, body, headers);
+    } catch (const std::invalid_argument&) {
+        response.clear();
+        append_http_response(response, 500);
+        result = std::make_error_code(std::errc::invalid_argument);
+    }
+    end_handshake(response, result ? result : make_error_code(error::handshake_rejected));
+    return result;
+}
+
+inline std::error_code connection::refuse() {
+    if (role_ != role::server || !awaiting_answer_) return error::connection_closed;
+    const std::error_code why = hs_->plain_http ? hs_->plain_http : make_error_code(error::handshake_rejected);
+    std::string response;
+    append_error_response(response, why);
+    end_handshake(response, why);
     return {};
 }
 
@@ -1109,6 +1242,7 @@ inline void connection::queue_close(close_code code, std::string_view reason) {
     const std::size_t n = format_close_payload(code, reason, mutable_bytes(payload, sizeof payload));
     queue_frame(opcode::close, const_bytes(payload, n), true);
     close_sent_ = true;
+    status_.sent = n >= 2 ? code : close_code::no_status;
     pong_owed_ = false;
 }
 

@@ -27,6 +27,7 @@
 #include <wsx/error.hpp>
 #include <wsx/http.hpp>
 #include <wsx/random.hpp>
+#include <wsx/uri.hpp>
 #include <wsx/version.hpp>
 
 #include <array>
@@ -617,6 +618,81 @@ inline void append_error_response(std::string& out, std::error_code ec) {
     } else {
         detail::append_final_response(out, status, body, {}, {}, "close");
     }
+}
+
+// ---- what a client asks for -------------------------------------------------------
+
+// The client settings an adapter takes besides where to connect; mapped onto
+// client_request_options by make_client_request().
+struct handshake_options {
+    std::string origin;                    // empty: no Origin header
+    std::vector<std::string> subprotocols; // offered, in order of preference
+    http_fields headers;                   // more fields (Authorization, Cookie, ...)
+    std::string user_agent = std::string(default_user_agent); // empty: none
+    // permessage-deflate is not here: connection_options::deflate, the one
+    // switch for both roles, offers it.
+};
+
+namespace detail {
+
+// Splits a Host value - "name", "name:port", "192.0.2.1:port", "[v6]",
+// "[v6]:port" or a bare IPv6 literal - into host and port (0 when none).
+inline bool split_host_port(std::string_view text, std::string& host, std::uint16_t& port) {
+    port = 0;
+    std::string_view port_text;
+    if (!text.empty() && text.front() == '[') {
+        const std::size_t close = text.find(']');
+        if (close == std::string_view::npos) return false;
+        host = std::string(text.substr(1, close - 1));
+        const std::string_view rest = text.substr(close + 1);
+        if (!rest.empty()) {
+            if (rest.front() != ':') return false;
+            port_text = rest.substr(1);
+        }
+    } else if (const std::size_t colon = text.find(':');
+               colon != std::string_view::npos && text.find(':', colon + 1) == std::string_view::npos) {
+        host = std::string(text.substr(0, colon));
+        port_text = text.substr(colon + 1);
+    } else {
+        host = std::string(text); // a name, or an IPv6 literal without brackets
+    }
+    if (host.empty()) return false;
+    if (port_text.empty()) return true;
+    unsigned value = 0;
+    const auto result = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
+    if (result.ec != std::errc() || result.ptr != port_text.data() + port_text.size() || value == 0 ||
+        value > 65535)
+        return false;
+    port = static_cast<std::uint16_t>(value);
+    return true;
+}
+
+} // namespace detail
+
+// The request for a parsed ws:// or wss:// URI (its host, port and target).
+inline client_request_options make_client_request(const uri& where, const handshake_options& options) {
+    client_request_options request;
+    request.host = where.host;
+    request.port = where.port;
+    request.secure = where.secure;
+    request.target = where.target;
+    request.origin = options.origin;
+    request.subprotocols = options.subprotocols;
+    request.headers = options.headers;
+    request.user_agent = options.user_agent;
+    return request;
+}
+
+// The request for `host` (a Host value: "name", "name:port", "[::1]:9001")
+// and `target` ("/path?query"); false, with `request` untouched, when `host`
+// is not one.
+inline bool make_client_request(std::string_view host, std::string_view target, const handshake_options& options,
+                                client_request_options& request) {
+    uri where;
+    if (!detail::split_host_port(host, where.host, where.port)) return false;
+    where.target = std::string(target);
+    request = make_client_request(where, options);
+    return true;
 }
 
 } // namespace wsx

@@ -54,6 +54,7 @@
 #include <wsx/connection.hpp>
 #include <wsx/error.hpp>
 #include <wsx/handshake.hpp>
+#include <wsx/message.hpp>
 #include <wsx/uri.hpp>
 
 #include <algorithm>
@@ -72,39 +73,6 @@
 #include <vector>
 
 namespace wsx {
-
-// A whole message. Text and binary payloads both live in a std::string,
-// which holds any bytes; reading into the same message again reuses its
-// capacity, so a read loop does not allocate per message.
-struct message {
-    bool text = false;
-    std::string data;
-
-    std::string_view view() const noexcept { return data; }
-    const_bytes bytes() const noexcept { return data; }
-};
-
-// How the connection ended, once it has.
-struct close_status {
-    close_code code = close_code::no_status; // the peer's code, or the one we failed with, or 1006
-    std::string reason;                      // the peer's reason
-    bool closed_by_peer = false;             // the peer started the closing handshake
-    std::error_code ec;                      // what failed the connection, if anything did
-};
-
-// Client handshake settings, mapped onto client_request_options.
-struct handshake_options {
-    std::string origin;                    // empty: no Origin header
-    std::vector<std::string> subprotocols; // offered, in order of preference
-    http_fields headers;                   // more fields (Authorization, Cookie, ...)
-    std::string user_agent = std::string(default_user_agent); // empty: none
-    // permessage-deflate is not here: connection_options::deflate, the one
-    // switch for both roles, offers it (set_options()).
-};
-
-// Called with each ping and pong the stream reads (pongs to pings are sent
-// by the connection on its own).
-using control_callback = std::function<void(event_type type, const_bytes payload)>;
 
 // Server: decides about a valid upgrade request (see stream::accept).
 using request_handler = std::function<int(const server_request& request, accept_options& answer)>;
@@ -177,38 +145,6 @@ inline void throw_on_error(const std::error_code& ec, const char* what) {
     if (ec) throw std::system_error(ec, what);
 }
 
-// Splits a Host value - "name", "name:port", "192.0.2.1:port", "[v6]",
-// "[v6]:port" or a bare IPv6 literal - into host and port (0 when none).
-inline bool split_host_port(std::string_view text, std::string& host, std::uint16_t& port) {
-    port = 0;
-    std::string_view port_text;
-    if (!text.empty() && text.front() == '[') {
-        const std::size_t close = text.find(']');
-        if (close == std::string_view::npos) return false;
-        host = std::string(text.substr(1, close - 1));
-        const std::string_view rest = text.substr(close + 1);
-        if (!rest.empty()) {
-            if (rest.front() != ':') return false;
-            port_text = rest.substr(1);
-        }
-    } else if (const std::size_t colon = text.find(':');
-               colon != std::string_view::npos && text.find(':', colon + 1) == std::string_view::npos) {
-        host = std::string(text.substr(0, colon));
-        port_text = text.substr(colon + 1);
-    } else {
-        host = std::string(text); // a name, or an IPv6 literal without brackets
-    }
-    if (host.empty()) return false;
-    if (port_text.empty()) return true;
-    unsigned value = 0;
-    const auto result = std::from_chars(port_text.data(), port_text.data() + port_text.size(), value);
-    if (result.ec != std::errc() || result.ptr != port_text.data() + port_text.size() || value == 0 ||
-        value > 65535)
-        return false;
-    port = static_cast<std::uint16_t>(value);
-    return true;
-}
-
 } // namespace detail
 
 template <class NextLayer>
@@ -250,7 +186,10 @@ public:
     std::string_view subprotocol() const noexcept { return connection_ ? connection_->subprotocol() : std::string_view(); }
     bool deflate_enabled() const noexcept { return connection_ && connection_->deflate_enabled(); }
     // How the connection ended (meaningful once it has).
-    const close_status& get_close_status() const noexcept { return close_status_; }
+    const close_status& get_close_status() const noexcept {
+        static const close_status none;
+        return connection_ ? connection_->status() : none;
+    }
 
     // ---- client --------------------------------------------------------------
 
@@ -263,12 +202,11 @@ public:
     void handshake(std::string_view host, std::string_view target, const handshake_options& options,
                    std::error_code& ec) {
         client_request_options request;
-        if (!detail::split_host_port(host, request.host, request.port)) {
+        if (!make_client_request(host, target, options, request)) {
             ec = std::make_error_code(std::errc::invalid_argument);
             return;
         }
-        request.target = std::string(target);
-        client_handshake(std::move(request), options, ec);
+        client_handshake(std::move(request), ec);
     }
     void handshake(std::string_view host, std::string_view target, std::error_code& ec) {
         handshake(host, target, handshake_options{}, ec);
@@ -281,12 +219,7 @@ public:
 
     // The same for a parsed ws:// or wss:// URI (its host, port and target).
     void handshake(const uri& where, const handshake_options& options, std::error_code& ec) {
-        client_request_options request;
-        request.host = where.host;
-        request.port = where.port;
-        request.secure = where.secure;
-        request.target = where.target;
-        client_handshake(std::move(request), options, ec);
+        client_handshake(make_client_request(where, options), ec);
     }
     void handshake(const uri& where, std::error_code& ec) { handshake(where, handshake_options{}, ec); }
     void handshake(const uri& where, const handshake_options& options = {}) {
@@ -344,27 +277,25 @@ public:
             if (ev.type == event_type::request) {
                 accept_options chosen = answer;
                 const int status = handler ? handler(connection_->request(), chosen) : 101;
-                std::error_code answer_ec;
-                try {
-                    answer_ec = status == 101 ? connection_->accept(std::move(chosen))
-                                              : connection_->reject(status, {}, chosen.headers);
-                } catch (const std::invalid_argument&) {
-                    // An answer that cannot be sent (a subprotocol the client
-                    // never offered, a status outside 200-999): the server's
-                    // mistake, so the client hears 500.
-                    answer_ec = std::make_error_code(std::errc::invalid_argument);
-                    connection_->reject(500);
+                // An answer that cannot be sent fails the call with
+                // invalid_argument; the core answered 500 then.
+                ec = status == 101 ? connection_->accept(std::move(chosen))
+                                   : connection_->reject(status, {}, chosen.headers);
+                std::error_code flushed;
+                if (!flush(flushed)) {
+                    if (!ec) ec = flushed;
+                    return;
                 }
-                if (!flush(ec)) return;
-                if (!answer_ec && connection_->get_state() == state::open) return;
-                if (answer_ec) {
-                    ec = answer_ec;
-                    close_status_.code = close_code::abnormal;
-                    close_status_.ec = answer_ec;
+                if (ec) {
                     end_layer();
                     return;
                 }
+                if (connection_->get_state() == state::open) return;
                 continue; // a refusal: its close event comes next
+            }
+            if (ev.type == event_type::http_request) {
+                connection_->refuse(); // not an upgrade: the HTTP error that says why
+                continue;
             }
             if (ev.type == event_type::close) {
                 ec = end_with(ev);
@@ -534,26 +465,15 @@ private:
         ended_ = false;
         layer_ended_ = false;
         failure_.clear();
-        close_status_ = close_status{};
         reading_message_ = false;
         writing_message_ = false;
         pending_ = {};
         pending_fin_ = true;
     }
 
-    void client_handshake(client_request_options request, const handshake_options& options, std::error_code& ec) {
+    void client_handshake(client_request_options request, std::error_code& ec) {
         start(role::client, options_);
-        request.origin = options.origin;
-        request.subprotocols = options.subprotocols;
-        request.headers = options.headers;
-        request.user_agent = options.user_agent;
-        try {
-            ec = connection_->start_handshake(std::move(request));
-        } catch (const std::invalid_argument&) {
-            // Options that cannot be put in a request (a host with a space,
-            // a header wsx writes itself): the caller's mistake.
-            ec = std::make_error_code(std::errc::invalid_argument);
-        }
+        ec = connection_->start_handshake(std::move(request));
         if (ec) {
             connection_.reset();
             return;
@@ -705,10 +625,7 @@ private:
     // The layer failed: nothing more can be sent or received.
     void fail_layer(const std::error_code& ec) {
         failure_ = ec;
-        if (!close_status_.ec) {
-            close_status_.code = close_code::abnormal;
-            close_status_.ec = ec;
-        }
+        connection_->receive_transport_error(ec);
         end_layer();
     }
 
@@ -720,13 +637,10 @@ private:
         detail::teardown_layer(next_, ignored);
     }
 
-    // The connection's close event: record it, let the peer end the stream
-    // first where it should, end the layer. Returns the event's error.
+    // The connection's close event (the core recorded it in its status):
+    // let the peer end the stream first where it should, end the layer.
+    // Returns the event's error.
     std::error_code end_with(const event& ev) {
-        close_status_.code = ev.code;
-        close_status_.reason = std::string(ev.reason);
-        close_status_.closed_by_peer = ev.closed_by_peer;
-        close_status_.ec = ev.ec;
         reading_message_ = false;
         pending_ = {};
         ended_ = true;
@@ -736,9 +650,9 @@ private:
         // the server a reset for unread bytes.
         wsx::connection& c = *connection_;
         std::uint8_t discard[4096];
-        while (!failure_ && !c.should_close_transport()) {
+        for (;;) {
             c.tick(clock_type::now());
-            if (c.should_close_transport()) break;
+            if (failure_ || c.transport_action() == transport_action::close) break;
             std::error_code read_ec;
             const std::size_t n = next_.read_some(mutable_bytes(discard, sizeof discard), read_ec);
             if (read_ec || n == 0) break;
@@ -751,7 +665,6 @@ private:
     connection_options options_;
     std::optional<wsx::connection> connection_;
     control_callback control_callback_;
-    close_status close_status_;
     std::error_code failure_; // the layer's error that ended the stream
     bool ended_ = false;       // the connection ended: close event seen or layer failed
     bool layer_ended_ = false; // teardown done

@@ -156,6 +156,7 @@ struct run {
             switch (ev.type) {
             case event_type::none:
             case event_type::request:
+            case event_type::http_request:
             case event_type::response:
                 violated("a handshake event after the handshake");
             case event_type::message:
@@ -211,7 +212,7 @@ struct run {
             under_test.consume_output(out.size());
         }
         expect(under_test.pending_output_size() == 0, "output left after consuming all of it");
-        if (under_test.should_close_transport()) transport_closed_and_drained = true;
+        if (under_test.transport_action() == wsx::transport_action::close) transport_closed_and_drained = true;
         while (const event ev = peer.next_event()) {
             expect(!ev.ec, "the peer found a fault in the output");
         }
@@ -362,7 +363,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     r.pull_events();
     expect(r.close_event_seen, "no close event after EOF");
     r.drain();
-    expect(under_test.should_close_transport(), "the transport is kept after EOF and the close event");
+    expect(under_test.transport_action() == wsx::transport_action::close, "the transport is kept after EOF and the close event");
 
     // Nothing more happens after the close event.
     static const std::uint8_t more[] = {0x89, 0x80, 1, 2, 3, 4, 0x8a, 0x00};

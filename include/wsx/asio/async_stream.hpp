@@ -59,7 +59,7 @@
 #include <wsx/connection.hpp>
 #include <wsx/error.hpp>
 #include <wsx/handshake.hpp>
-#include <wsx/stream.hpp>
+#include <wsx/message.hpp>
 #include <wsx/uri.hpp>
 
 #include <algorithm>
@@ -259,7 +259,10 @@ public:
     }
     bool deflate_enabled() const noexcept { return impl_->conn && impl_->conn->deflate_enabled(); }
     // How the connection ended (meaningful once it has).
-    const close_status& get_close_status() const noexcept { return impl_->status; }
+    const close_status& get_close_status() const noexcept {
+        static const close_status none;
+        return impl_->conn ? impl_->conn->status() : none;
+    }
     // Bytes queued and not yet written (the send queue's fill).
     std::size_t queued_bytes() const noexcept { return impl_->queued(); }
 
@@ -279,11 +282,10 @@ public:
     auto async_handshake(std::string_view host, std::string_view target, const handshake_options& options,
                          CompletionToken&& token) {
         client_request_options request;
-        const bool valid = detail::split_host_port(host, request.host, request.port);
-        request.target = std::string(target);
+        const bool valid = make_client_request(host, target, options, request);
         return launch(std::forward<CompletionToken>(token),
-                      [self = impl_, request = std::move(request), options, valid]() mutable {
-                          return self->handshake_op(self, std::move(request), std::move(options), valid);
+                      [self = impl_, request = std::move(request), valid]() mutable {
+                          return self->handshake_op(self, std::move(request), valid);
                       });
     }
     template <class CompletionToken>
@@ -293,14 +295,9 @@ public:
     // The host, port and target of a parsed ws:// or wss:// URI.
     template <class CompletionToken>
     auto async_handshake(const uri& where, const handshake_options& options, CompletionToken&& token) {
-        client_request_options request;
-        request.host = where.host;
-        request.port = where.port;
-        request.secure = where.secure;
-        request.target = where.target;
         return launch(std::forward<CompletionToken>(token),
-                      [self = impl_, request = std::move(request), options]() mutable {
-                          return self->handshake_op(self, std::move(request), std::move(options), true);
+                      [self = impl_, request = make_client_request(where, options)]() mutable {
+                          return self->handshake_op(self, std::move(request), true);
                       });
     }
     template <class CompletionToken>
@@ -355,13 +352,8 @@ public:
     // The operations above as awaitables that run inside the caller's
     // coroutine, without spawning one: await them on the stream's executor.
     net::awaitable<net_error_code> co_accept() { return impl_->accept_op(impl_); }
-    net::awaitable<net_error_code> co_handshake(const uri& where, handshake_options options) {
-        client_request_options request;
-        request.host = where.host;
-        request.port = where.port;
-        request.secure = where.secure;
-        request.target = where.target;
-        return impl_->handshake_op(impl_, std::move(request), std::move(options), true);
+    net::awaitable<net_error_code> co_handshake(const uri& where, const handshake_options& options) {
+        return impl_->handshake_op(impl_, make_client_request(where, options), true);
     }
     net::awaitable<net_error_code> co_read(message& out) {
         net_error_code result;
@@ -432,7 +424,6 @@ private:
             (*hooks).*which = std::move(value);
             if (!hooks->control && !hooks->upgrade && !hooks->http) hooks.reset();
         }
-        close_status status;
         net_error_code failure; // the transport's error that ended everything
 
         std::vector<std::uint8_t> write_buffer; // the bytes of the write in flight
@@ -500,7 +491,6 @@ private:
         void start(role r, std::shared_ptr<const connection_options> settings) {
             conn.reset();
             conn.emplace(r, std::move(settings));
-            status = close_status{};
             failure = {};
             ended = closing_transport = transport_closed = close_pending = false;
             conn->tick(clock_type::now());
@@ -532,7 +522,7 @@ private:
                 me.lend();
                 me.conn->tick(clock_type::now());
                 me.start_writer(self);
-                if (me.conn->should_close_transport()) {
+                if (me.conn->transport_action() == transport_action::close) {
                     me.driver_running = false;
                     net::co_spawn(me.next.get_executor(), me.finish_transport(self), net::detached);
                     return;
@@ -616,14 +606,10 @@ private:
 
         void fail_transport(const net_error_code& ec) {
             if (!failure) failure = ec;
-            if (!status.ec) {
-                // The connection's own reason comes first: after a keepalive
-                // timeout the transport is ended under a writer stuck on a
-                // peer that does not read, and its error is only the echo.
-                const bool failed_itself = conn && conn->error();
-                status.code = failed_itself ? conn->failure_code() : close_code::abnormal;
-                status.ec = failed_itself ? conn->error() : to_std_error(ec);
-            }
+            // The core keeps its own reason when it failed first (after a
+            // keepalive timeout the transport is ended under a writer stuck
+            // on a peer that does not read, and this error is only the echo).
+            if (conn) conn->receive_transport_error(to_std_error(ec));
             ended = true;
             transport_closed = true;
             detail::close_lowest_layer(next);
@@ -755,32 +741,32 @@ private:
             co_return ec;
         }
 
-        void record_close(const event& ev) {
-            status.code = ev.code;
-            status.reason = std::string(ev.reason);
-            status.closed_by_peer = ev.closed_by_peer;
-            status.ec = ev.ec;
-        }
-
-        // The close event, taken by a read: recorded, and marked for the
-        // read that ends the transport (finish_close).
-        void take_close(const event& ev) {
-            record_close(ev);
-            close_pending = true;
-        }
+        // The close event (the core keeps it in its status), taken by a
+        // read: marked for the read that ends the transport (finish_close).
+        void take_close(const event&) { close_pending = true; }
 
         // After the close event: let the server end TCP first where it
         // should, then end the layer (after the close reply, which the
         // writer is already sending, has left).
         net::awaitable<net_error_code> finish_close(std::shared_ptr<impl> self) {
             close_pending = false;
-            const std::error_code result = status.ec ? status.ec : make_error_code(error::connection_closed);
+            const std::error_code ended_with = conn->status().ec;
+            const std::error_code result = ended_with ? ended_with : make_error_code(error::connection_closed);
             deadline_timer.cancel(); // the close deadline may have changed
             // RFC 6455 §7.1.1: "the underlying TCP connection, in most normal
-            // cases, SHOULD be closed first by the server"; the client reads
-            // until it is (the driver ends the wait at the close timeout).
+            // cases, SHOULD be closed first by the server"; the client, done
+            // writing, shuts down its sending side once its close frame has
+            // left and reads until the server does (the driver ends the wait
+            // at the close timeout).
+            if (conn->transport_action() == transport_action::shutdown_write) {
+                co_await flush(self);
+                if constexpr (detail::is_plain_socket<next_layer_type>::value) {
+                    net_error_code ignored;
+                    if (!failure && !transport_closed) next.shutdown(net::socket_base::shutdown_send, ignored);
+                }
+            }
             std::uint8_t discard[4096];
-            while (!failure && !transport_closed && !conn->should_close_transport()) {
+            while (!failure && !transport_closed && conn->transport_action() != transport_action::close) {
                 net_error_code ec;
                 read_pending = true;
                 const std::size_t n = co_await next.async_read_some(net::buffer(discard, sizeof discard),
@@ -805,100 +791,57 @@ private:
             start_driver(self);
             bool first_read = true;
             for (;;) {
-                // Nothing leaves before the answer is chosen: a plain HTTP
-                // request gets the HTTP handler's reply instead of the core's.
-                const event ev = poll_event(self, false);
+                const event ev = poll_event(self);
                 if (ev.type == event_type::request) {
                     accept_options answer;
                     std::optional<http_reply> refusal;
                     if (hooks && hooks->upgrade) refusal = hooks->upgrade(conn->request(), answer);
-                    try {
-                        if (refusal) conn->reject(refusal->status, refusal->body, refusal->headers);
-                        else conn->accept(std::move(answer));
-                    } catch (const std::invalid_argument&) {
-                        // A reply that cannot be sent (a bad status or field).
-                        if (!refusal) refusal.emplace();
-                        refusal->status = 500;
-                        conn->reject(500);
-                    }
+                    // An answer that cannot be sent makes the core answer 500.
+                    if (refusal) conn->reject(refusal->status, refusal->body, refusal->headers);
+                    else conn->accept(std::move(answer));
                     rearm_driver();
                     co_await flush(self);
                     if (failure) co_return failure;
-                    if (refusal) {
-                        const event closed = conn->next_event();
-                        record_close(closed);
-                        co_await finish_transport(self);
-                        co_return to_net_error(error::handshake_rejected);
+                    if (conn->get_state() == state::open) {
+                        reclaim();
+                        co_return net_error_code{};
                     }
-                    reclaim();
-                    co_return net_error_code{};
+                    continue; // refused: the close event follows
+                }
+                if (ev.type == event_type::http_request) {
+                    // Not an upgrade: the HTTP handler's reply, else the
+                    // core's refusal (426 for a plain GET).
+                    if (hooks && hooks->http) {
+                        const http_reply reply = hooks->http(conn->request());
+                        conn->reject(reply.status, reply.body, reply.headers);
+                    } else {
+                        conn->refuse();
+                    }
+                    continue;
                 }
                 if (ev.type == event_type::close) {
-                    record_close(ev);
-                    std::error_code result = ev.ec;
-                    if (hooks && hooks->http && is_plain_http(ev.ec)) {
-                        conn->consume_output(conn->pending_output_size());
-                        co_await serve_http();
-                        result = error::handshake_rejected;
-                    }
+                    const std::error_code result = ev.ec;
                     co_await finish_transport(self);
                     if (failure) co_return failure;
                     co_return to_net_error(result ? result : make_error_code(error::connection_closed));
                 }
-                start_writer(self);
                 if (ev) continue;
                 const net_error_code ec = first_read ? co_await read_request_start() : co_await read_more();
                 first_read = false;
                 if (ec) {
-                    const event closed = poll_event(self, false);
-                    if (closed.type == event_type::close) {
-                        record_close(closed);
-                        fail_transport(ec);
-                        co_return to_net_error(closed.ec);
-                    }
                     fail_transport(ec);
+                    const event closed = poll_event(self, false);
+                    if (closed.type == event_type::close && closed.ec != to_std_error(ec)) co_return to_net_error(closed.ec);
                     co_return ec;
                 }
             }
         }
 
-        // A request that does not ask for a WebSocket at all: the ones the
-        // core refuses before looking at Upgrade, or for its absence.
-        bool is_plain_http(const std::error_code& ec) const {
-            const bool early = ec == error::bad_method || ec == error::bad_http_version ||
-                               ec == error::missing_host || ec == error::missing_upgrade;
-            return early && !conn->request().http.headers.has_token("Upgrade", "websocket");
-        }
-
-        net::awaitable<void> serve_http() {
-            std::string response;
-            try {
-                const http_reply reply = hooks->http(conn->request());
-                append_http_response(response, reply.status, reply.body, reply.headers);
-            } catch (const std::invalid_argument&) {
-                response.clear();
-                append_http_response(response, 500);
-            }
-            net_error_code ec;
-            co_await net::async_write(next, net::buffer(response), net::redirect_error(net::use_awaitable, ec));
-            if (ec) fail_transport(ec);
-        }
-
         net::awaitable<net_error_code> handshake_op(std::shared_ptr<impl> self, client_request_options request,
-                                                   handshake_options extra, bool valid) {
+                                                   bool valid) {
             if (!valid) co_return to_net_error(std::make_error_code(std::errc::invalid_argument));
             start(role::client, take_options());
-            request.origin = extra.origin;
-            request.subprotocols = extra.subprotocols;
-            request.headers = extra.headers;
-            request.user_agent = extra.user_agent;
-            std::error_code started;
-            try {
-                started = conn->start_handshake(std::move(request));
-            } catch (const std::invalid_argument&) {
-                started = std::make_error_code(std::errc::invalid_argument);
-            }
-            if (started) {
+            if (const std::error_code started = conn->start_handshake(std::move(request))) {
                 conn.reset();
                 co_return to_net_error(started);
             }
@@ -911,9 +854,9 @@ private:
                     co_return failure;
                 }
                 if (ev.type == event_type::close) {
-                    record_close(ev);
+                    const std::error_code result = ev.ec;
                     co_await finish_transport(self);
-                    co_return to_net_error(ev.ec ? ev.ec : make_error_code(error::handshake_rejected));
+                    co_return to_net_error(result ? result : make_error_code(error::handshake_rejected));
                 }
                 if (ev) continue;
                 const net_error_code ec = co_await read_more();
@@ -1073,6 +1016,7 @@ private:
                 co_await read_awaitable(self, nullptr, false);
                 end_message_read();
             }
+            const close_status& status = conn->status();
             if (failure && !status.ec) co_return failure;
             if (status.ec && status.ec != error::connection_closed) co_return to_net_error(status.ec);
             co_return net_error_code{};

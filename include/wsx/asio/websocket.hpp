@@ -39,7 +39,7 @@
 #include <wsx/connection.hpp>
 #include <wsx/error.hpp>
 #include <wsx/handshake.hpp>
-#include <wsx/stream.hpp>
+#include <wsx/message.hpp>
 
 #include <atomic>
 #include <cstddef>
@@ -171,7 +171,6 @@ public:
     net::ip::tcp::endpoint remote;
     std::uint64_t id = 0;
     bool request_kept = true;     // connection::request()/response() still valid
-    close_code close_sent = close_code::normal; // what we closed with, if we did
     std::shared_ptr<void> keep_alive;             // e.g. the TLS context of a client
 
     // ---- reading in the background (coroutine handlers, connect()) ----------
@@ -245,7 +244,7 @@ public:
     close_status reported_status(const std::error_code& ec = {}) const {
         close_status reported = status();
         if (reported.code == close_code::no_status && !reported.ec && !reported.closed_by_peer) {
-            reported.code = close_sent;
+            reported.code = reported.sent.value_or(close_code::normal);
             if (ec && ec != error::connection_closed) reported.ec = ec;
         }
         return reported;
@@ -359,12 +358,10 @@ public:
     }
     net::awaitable<net_error_code> ping(const_bytes payload) override { return stream.co_ping(payload); }
     net::awaitable<net_error_code> close(close_code code, std::string reason) override {
-        close_sent = code;
         return stream.co_close(code, std::move(reason));
     }
     void start_close(close_code code, std::string reason) override {
         if (!stream.is_open()) return;
-        close_sent = code;
         stream.async_close(code, reason, [keep = this->shared_from_this()](const net_error_code&) {});
     }
     void abort() override { stream.abort(); }
