@@ -4,6 +4,7 @@
 // and as bounds that fail a test, never to wait for something to happen.
 #include <wsx/asio/server.hpp>
 
+#include <wsx/asio/async_stream.hpp> // detail::deadline_guard
 #include <wsx/asio/broadcast.hpp>
 #include <wsx/asio/client.hpp>
 

@@ -620,6 +620,13 @@ inline void append_error_response(std::string& out, std::error_code ec) {
     }
 }
 
+// A final HTTP response other than 101: a page, a 404, a refusal.
+struct http_reply {
+    int status = 404;
+    std::string body;
+    http_fields headers; // Content-Type defaults to text/plain for a body
+};
+
 // ---- what a client asks for -------------------------------------------------------
 
 // The client settings an adapter takes besides where to connect; mapped onto

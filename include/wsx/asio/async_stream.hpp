@@ -82,13 +82,6 @@
 
 namespace wsx {
 
-// A final HTTP response other than 101: a page, a 404, a refusal.
-struct http_reply {
-    int status = 404;
-    std::string body;
-    http_fields headers; // Content-Type defaults to text/plain for a body
-};
-
 // Server: decides an upgrade request. Return std::nullopt to accept (after
 // filling `answer` if needed), or the reply that refuses it.
 using upgrade_handler = std::function<std::optional<http_reply>(const server_request& request, accept_options& answer)>;

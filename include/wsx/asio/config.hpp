@@ -30,6 +30,17 @@
 #include <string>
 #include <system_error>
 
+// Separate compilation: define WSX_SEPARATE_COMPILATION in every translation
+// unit and compile <wsx/asio/impl/src.hpp> in exactly one (CMake's
+// wsx::asio_compiled target does). serve(), connect() and their machinery
+// are then compiled once, in that unit, rather than in every one that
+// includes server.hpp or client.hpp. Without it everything is inline.
+#if defined(WSX_SEPARATE_COMPILATION)
+#define WSX_DECL
+#else
+#define WSX_DECL inline
+#endif
+
 namespace wsx {
 
 #if defined(WSX_ASIO_BOOST)
