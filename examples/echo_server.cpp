@@ -373,12 +373,8 @@ int main(int argc, char** argv) {
             tls->use_private_key_file(s.key, net::ssl::context::pem);
         }
 
-        tcp::acceptor acceptor(io);
-        const tcp::endpoint endpoint(net::ip::make_address(s.server.host), s.server.port);
-        acceptor.open(endpoint.protocol());
-        acceptor.set_option(net::socket_base::reuse_address(true));
-        acceptor.bind(endpoint);
-        acceptor.listen();
+        // A name ("localhost") listens on each of its addresses.
+        std::vector<tcp::acceptor> acceptors = wsx::open_acceptors(io.get_executor(), s.server.host, s.server.port);
 
         session_registry registry;
         connection_counter counter;
@@ -388,13 +384,14 @@ int main(int argc, char** argv) {
             if (ec) return;
             std::fprintf(stderr, "shutting down\n");
             wsx::net_error_code ignored;
-            acceptor.close(ignored);
+            for (tcp::acceptor& acceptor : acceptors) acceptor.close(ignored);
             registry.close_all();
         });
 
-        net::co_spawn(io, accept_loop(acceptor, tls.get(), s, registry, counter), net::detached);
+        for (tcp::acceptor& acceptor : acceptors)
+            net::co_spawn(io, accept_loop(acceptor, tls.get(), s, registry, counter), net::detached);
 
-        example::print_listening(acceptor.local_endpoint());
+        example::print_listening(acceptors.front().local_endpoint());
 
         std::vector<std::thread> threads;
         for (unsigned i = 1; i < s.server.threads; ++i) threads.emplace_back([&io] { io.run(); });

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <wsx/asio/config.hpp>
+#include <wsx/asio/listen.hpp>
 
 #include <charconv>
 #include <chrono>
@@ -92,19 +93,7 @@ private:
     int index_ = 0;
 };
 
-// HOST:PORT, with an IPv6 address in brackets.
-inline std::string endpoint_text(const wsx::net::ip::tcp::endpoint& endpoint) {
-    const wsx::net::ip::address address = endpoint.address();
-    // Appended piece by piece: GCC 12 warns falsely (-Wrestrict) about
-    // "[" + std::string at -O2.
-    std::string text;
-    if (address.is_v6()) text += '[';
-    text += address.to_string();
-    if (address.is_v6()) text += ']';
-    text += ':';
-    text += std::to_string(endpoint.port());
-    return text;
-}
+using wsx::endpoint_text; // HOST:PORT, with an IPv6 address in brackets
 
 // The line tests and scripts wait for before they connect.
 inline void print_listening(const wsx::net::ip::tcp::endpoint& endpoint) {

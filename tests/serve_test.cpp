@@ -234,6 +234,38 @@ TEST_CASE("serve and connect: echo, path, the handler's return closes with 1000"
     });
 }
 
+TEST_CASE("serve() listens on a host name; a host that cannot be listened on is named in the error") {
+    net::io_context io;
+    // "localhost" comes from the hosts file, never from DNS.
+    auto server = wsx::serve(io.get_executor(), echo, "localhost", 0, quick_options());
+    CHECK(server.local_endpoint().address().is_loopback());
+    run(io, [&]() -> net::awaitable<void> {
+        wsx::websocket ws = co_await wsx::connect("ws://localhost:" + std::to_string(server.port()) + "/");
+        co_await ws.send_text("by name");
+        auto reply = co_await ws.receive();
+        REQUIRE(reply);
+        CHECK(reply->data == "by name");
+        co_await ws.close();
+        // The port is taken now: a second server there fails, saying where.
+        try {
+            auto second = wsx::serve(io.get_executor(), echo, "127.0.0.1", server.port(), quick_options());
+            FAIL("a second server listened on a port in use");
+        } catch (const std::system_error& e) {
+            CHECK(e.code() == std::errc::address_in_use);
+            CHECK_THAT(e.what(), Catch::Contains("127.0.0.1:" + std::to_string(server.port())));
+        }
+        co_await server.async_stop(net::use_awaitable);
+    });
+    // An address this machine does not have (TEST-NET-1, RFC 5737).
+    try {
+        auto nowhere = wsx::serve(io.get_executor(), echo, "192.0.2.1", 0, quick_options());
+        FAIL("listened on an address this machine does not have");
+    } catch (const std::system_error& e) {
+        CHECK(e.code() == std::errc::address_not_available);
+        CHECK_THAT(e.what(), Catch::Contains("192.0.2.1"));
+    }
+}
+
 TEST_CASE("receive: other close codes throw connection_closed_error with code and reason; error_code form") {
     net::io_context io;
     auto server = wsx::serve(

@@ -220,8 +220,10 @@ struct server_access {
 } // namespace detail
 
 // Serves on your executor (an io_context you run; if more than one thread
-// runs it, set options.threads). Throws std::system_error if it cannot
-// listen. The handler is net::awaitable<void>(wsx::websocket) or
+// runs it, set options.threads). `host` is an address ("127.0.0.1", "::")
+// or a name, which listens on each of its addresses ("localhost": 127.0.0.1
+// and ::1 where both are configured; see wsx/asio/listen.hpp). Throws
+// std::system_error, naming the host or address, if it cannot listen. The handler is net::awaitable<void>(wsx::websocket) or
 // (wsx::websocket&).
 template <class Handler>
 server serve(net::any_io_executor executor, Handler handler, const std::string& host, std::uint16_t port,

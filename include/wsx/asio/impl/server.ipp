@@ -7,6 +7,7 @@
 #include <wsx/asio/async_stream.hpp>
 #include <wsx/asio/config.hpp>
 #include <wsx/asio/detail/stream_backend.hpp>
+#include <wsx/asio/listen.hpp>
 #include <wsx/asio/server.hpp>
 #include <wsx/asio/ssl.hpp>
 #include <wsx/asio/websocket.hpp>
@@ -35,17 +36,12 @@
 namespace wsx {
 namespace detail {
 
-inline std::string endpoint_text(const net::ip::tcp::endpoint& endpoint) {
-    const net::ip::address address = endpoint.address();
-    std::string text = address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
-    return text + ":" + std::to_string(endpoint.port());
-}
 
 class server_state : public std::enable_shared_from_this<server_state> {
 public:
     server_state(net::any_io_executor executor, connection_handler handler, message_handler callbacks,
                  server_options options, bool use_strands)
-        : executor_(executor), acceptor_strand_(net::make_strand(executor)), acceptor_(acceptor_strand_),
+        : executor_(executor), acceptor_strand_(net::make_strand(executor)),
           done_timer_(acceptor_strand_), handler_(std::move(handler)), callbacks_(std::move(callbacks)),
           options_(std::move(options)),
           use_strands_(use_strands) {
@@ -54,14 +50,15 @@ public:
         done_timer_.expires_at(net::steady_timer::time_point::max());
     }
 
+    // Every address of `host` (a name or an address; wsx/asio/listen.hpp).
     void listen(const std::string& host, std::uint16_t port) {
-        const net::ip::tcp::endpoint endpoint(net::ip::make_address(host), port);
-        acceptor_.open(endpoint.protocol());
-        if (options_.reuse_address) acceptor_.set_option(net::socket_base::reuse_address(true));
-        acceptor_.bind(endpoint);
-        acceptor_.listen(options_.backlog);
-        local_ = acceptor_.local_endpoint();
-        net::co_spawn(acceptor_strand_, accept_loop(shared_from_this()), net::detached);
+        listen_options how;
+        how.reuse_address = options_.reuse_address;
+        how.backlog = options_.backlog;
+        acceptors_ = open_acceptors(acceptor_strand_, host, port, how);
+        local_ = acceptors_.front().local_endpoint();
+        for (net::ip::tcp::acceptor& acceptor : acceptors_)
+            net::co_spawn(acceptor_strand_, accept_loop(shared_from_this(), acceptor), net::detached);
     }
 
     net::ip::tcp::endpoint local_endpoint() const { return local_; }
@@ -75,7 +72,7 @@ public:
         co_await net::dispatch(acceptor_strand_, net::use_awaitable);
         if (!stopping_.exchange(true)) {
             net_error_code ignored;
-            acceptor_.close(ignored);
+            for (net::ip::tcp::acceptor& acceptor : acceptors_) acceptor.close(ignored);
             log(log_level::info, "stopping: closing " + std::to_string(active_.load()) + " connection(s)");
             for_each_session([](const std::shared_ptr<websocket_backend>& b, bool open) {
                 if (open) {
@@ -166,15 +163,15 @@ private:
             net::post(acceptor_strand_, [self = shared_from_this()] { self->done_timer_.cancel(); });
     }
 
-    net::awaitable<void> accept_loop(std::shared_ptr<server_state> self) {
+    net::awaitable<void> accept_loop(std::shared_ptr<server_state> self, net::ip::tcp::acceptor& acceptor) {
         for (;;) {
             net::any_io_executor executor = executor_;
             if (use_strands_) executor = net::make_strand(executor_);
             net::ip::tcp::socket socket(executor);
             net_error_code ec;
             net::ip::tcp::endpoint peer; // from accept itself: no getpeername() per connection
-            co_await acceptor_.async_accept(socket, peer, net::redirect_error(net::use_awaitable, ec));
-            if (stopping_.load() || !acceptor_.is_open()) co_return;
+            co_await acceptor.async_accept(socket, peer, net::redirect_error(net::use_awaitable, ec));
+            if (stopping_.load() || !acceptor.is_open()) co_return;
             if (ec) {
                 log(log_level::warning, "accept failed: " + ec.message());
                 if (ec == net::error::no_descriptors || ec == net::error::no_buffer_space) {
@@ -505,7 +502,7 @@ private:
 
     net::any_io_executor executor_;
     net::strand<net::any_io_executor> acceptor_strand_;
-    net::ip::tcp::acceptor acceptor_;
+    std::vector<net::ip::tcp::acceptor> acceptors_; // one per address of the host
     net::steady_timer done_timer_;
     net::ip::tcp::endpoint local_;
     connection_handler handler_; // empty: callbacks_ serve the connections
