@@ -9,7 +9,8 @@
 // and the room hears "* joined" and "* left" notices. Each connection may
 // send --rate messages a second on average, in bursts of up to --burst (a
 // token bucket); beyond that it is closed with 1008. With --origin only
-// those origins are let in (browsers send one; others get 403); beyond
+// those origins are let in (others, and clients that send no Origin, get
+// 403); beyond
 // --max-connections a client gets 503 with Retry-After. GET /health answers
 // 200; other paths 404. Logs to stderr; SIGINT or SIGTERM closes every
 // client with 1001 and exits 0.
@@ -46,7 +47,14 @@ struct settings {
 constexpr example::usage_text chat_usage{
     "chat_server",
     "usage: chat_server [--host 127.0.0.1] [--port 8765] [--threads N] [--origin URL]...\n"
-    "                   [--max-connections N] [--rate MESSAGES_PER_SECOND] [--burst N]\n"};
+    "                   [--max-connections N] [--rate MESSAGES_PER_SECOND] [--burst N]\n",
+    EXAMPLE_SERVER_OPTIONS("8765")
+    "  --origin URL       let in only browsers from this origin (repeat for more); clients\n"
+    "                     without an Origin are refused then too\n"
+    "  --max-connections N  beyond N open connections a client gets 503; default 10000\n"
+    "  --rate N           messages a second a connection may send on average; default 10\n"
+    "  --burst N          messages it may send at once; default 20 (beyond: closed with 1008)\n"
+    "  --help             this text\n"};
 
 settings parse_arguments(int argc, char** argv) {
     settings s;

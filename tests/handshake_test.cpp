@@ -340,7 +340,13 @@ TEST_CASE("origin policy") {
     CHECK(server_error(python_with("User-Agent", "Origin: https://example.co"), listed) == error::origin_not_allowed);
     CHECK(server_error(python_with("User-Agent", "Origin: null"), listed) == error::origin_not_allowed);
     CHECK(server_error(from_two, listed) == error::origin_not_allowed);
+    // A list of origins means only those, as in Python websockets: a
+    // request without Origin is refused unless allow_missing says so.
+    CHECK(server_error(without_origin, listed) == error::origin_not_allowed);
+    listed.allow_missing = true;
     CHECK(!server_error(without_origin, listed));
+    CHECK(server_error(python_with("User-Agent", "Origin: http://localhost:8081"), listed) ==
+          error::origin_not_allowed);
 
     listed.allow_missing = false;
     CHECK(server_error(without_origin, listed) == error::origin_not_allowed);

@@ -416,6 +416,15 @@ TEST_CASE("an origin not allowed is refused with 403") {
             status = e.status();
         }
         CHECK(status == 403);
+        // No Origin at all: refused too once origins are listed, as Python
+        // websockets does (origins.allow_missing lets such clients in).
+        status = 0;
+        try {
+            co_await wsx::connect(uri_for(server));
+        } catch (const wsx::handshake_failed& e) {
+            status = e.status();
+        }
+        CHECK(status == 403);
         wsx::client_options good;
         good.handshake.origin = "https://good.example";
         wsx::websocket ws = co_await wsx::connect(uri_for(server), good);

@@ -291,15 +291,17 @@ struct origin_policy {
     // "https://example.com" or "http://localhost:8080". Empty: every origin.
     std::vector<std::string> allowed;
     // Requests without Origin: browsers always send it (RFC 6455 §4.1 item 8),
-    // other clients usually do not. Set false to admit browsers only.
-    bool allow_missing = true;
+    // other clients usually do not. Unset, as Python websockets decides: let
+    // in while `allowed` is empty, refused once it lists origins (a list of
+    // origins means "only these"). true or false decides either way.
+    std::optional<bool> allow_missing;
 
     bool allows(const http_headers& headers) const noexcept {
         return allows(headers.count("Origin"), headers.find("Origin").value_or(std::string_view{}));
     }
     // For a request with `count` Origin lines, the first being `origin`.
     bool allows(std::size_t count, std::string_view origin) const noexcept {
-        if (count == 0) return allow_missing;
+        if (count == 0) return allow_missing.value_or(allowed.empty());
         if (allowed.empty()) return true;
         // RFC 6454 §7.3: a user agent sends at most one Origin.
         if (count != 1) return false;
