@@ -80,7 +80,8 @@ int main(int argc, char** argv) {
         } else if (arg == "--no-deflate") {
             args.deflate = false;
         } else if (arg == "--help" || arg == "-h") {
-            std::cout << "usage: autobahn_client [--agent NAME] [--no-deflate] ws://HOST:PORT\n"
+            std::cout << "usage: autobahn_client [--agent NAME] [--no-deflate] ws://HOST:PORT\n\n"
+                         "  ws://HOST:PORT the fuzzing server to run every case against\n"
                          "  --agent NAME   the name the reports are filed under (default wsx)\n"
                          "  --no-deflate   do not offer permessage-deflate\n";
             return 0;

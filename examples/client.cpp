@@ -57,7 +57,19 @@ constexpr example::usage_text client_usage{
     "client",
     "usage: client [--no-deflate] [--ca FILE] URI                        (interactive)\n"
     "       client [--send MSG | --size BYTES [--binary]] [--count N] [--fragment BYTES]\n"
-    "              [--no-deflate] [--ca FILE] [--expect-deflate yes|no] [--timeout SECONDS] URI\n"};
+    "              [--no-deflate] [--ca FILE] [--expect-deflate yes|no] [--timeout SECONDS] URI\n",
+    "  URI                ws://HOST[:PORT]/PATH or wss://...; without --send or --size, lines\n"
+    "                     typed are sent as text and messages received are printed\n"
+    "  --send MSG         send MSG as a text message, print the answer, and exit\n"
+    "  --size BYTES       send a message of BYTES bytes instead (text, or --binary)\n"
+    "  --binary           make --size's message binary\n"
+    "  --count N          send it N times, each after the previous answer; default 1\n"
+    "  --fragment BYTES   send it in frames of at most BYTES (0: one frame); default 0\n"
+    "  --no-deflate       do not offer permessage-deflate\n"
+    "  --ca FILE          trust the certificates in this PEM file for wss://\n"
+    "  --expect-deflate yes|no  exit 1 unless permessage-deflate was (yes) or was not (no) agreed\n"
+    "  --timeout SECONDS  give up after this long; default 60\n"
+    "  --help             this text\n"};
 
 settings parse_arguments(int argc, char** argv) {
     constexpr std::size_t any_size = std::numeric_limits<std::size_t>::max();

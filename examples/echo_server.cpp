@@ -113,7 +113,19 @@ constexpr example::usage_text echo_usage{
     "                   [--no-deflate] [--max-size BYTES] [--max-fragments N]\n"
     "                   [--max-connections N] [--open-timeout MS] [--close-timeout MS]\n"
     "                   [--ping-interval MS] [--ping-timeout MS] [--quiet]\n"
-    "(timeouts in milliseconds, 0 turns one off; --max-connections 0: no limit)\n"};
+    "(timeouts in milliseconds, 0 turns one off; --max-connections 0: no limit)\n",
+    EXAMPLE_SERVER_OPTIONS("9001")
+    "  --tls CERT KEY     serve wss:// (and the page over https://) with these PEM files\n"
+    "  --no-deflate       do not accept permessage-deflate\n"
+    "  --max-size BYTES   the largest message (and frame) taken; default 16777216\n"
+    "  --max-fragments N  the most frames one message may have; default 100000\n"
+    "  --max-connections N  beyond N open connections a client gets 503; default 0 (no limit)\n"
+    "  --open-timeout MS  time for the opening handshake; default 10000\n"
+    "  --close-timeout MS time for the closing handshake; default 10000\n"
+    "  --ping-interval MS a keepalive ping after this long without a frame; default 20000\n"
+    "  --ping-timeout MS  close with 1011 when the ping gets no answer in time; default 20000\n"
+    "  --quiet            no line per connection on standard error\n"
+    "  --help             this text\n"};
 
 settings parse_arguments(int argc, char** argv) {
     settings s;

@@ -1,6 +1,8 @@
 // example_options.hpp - what the example programs share: reading their
 // command lines (--host/--port/--threads, numbers in a range, milliseconds; a
-// bad one prints the usage and exits 2) and printing "listening on HOST:PORT".
+// bad one prints what is wrong with which option and the usage, and exits 2;
+// --help prints the usage and what each option does, and exits 0) and
+// printing "listening on HOST:PORT".
 #pragma once
 
 #include <wsx/asio/config.hpp>
@@ -17,17 +19,33 @@
 
 namespace example {
 
-// A program's name and usage text (ending in a newline).
+// A program's name, usage text and what each option does (both ending in
+// a newline).
 struct usage_text {
     const char* name;
     const char* text;
+    const char* options = "";
 };
 
 // Prints "PROGRAM: PROBLEM" and the usage, and exits 2 (bad usage).
-[[noreturn]] inline void usage(const usage_text& program, const char* problem) {
-    std::fprintf(stderr, "%s: %s\n%s", program.name, problem, program.text);
+[[noreturn]] inline void usage(const usage_text& program, const std::string& problem) {
+    std::fprintf(stderr, "%s: %s\n%s(--help says what each option does)\n", program.name, problem.c_str(),
+                 program.text);
     std::exit(2);
 }
+
+// --help: the usage and the options, on standard output; exits 0.
+[[noreturn]] inline void help(const usage_text& program) {
+    std::printf("%s\n%s", program.text, program.options);
+    std::exit(0);
+}
+
+// What --host, --port and --threads do, for a server's options text.
+#define EXAMPLE_SERVER_OPTIONS(port)                                                                       \
+    "  --host HOST        the address to listen on, or a name (localhost: each of its addresses);\n"      \
+    "                     default 127.0.0.1 (0.0.0.0 or :: opens it to the network)\n"                   \
+    "  --port PORT        the port, 0-65535 (0: a free one, printed); default " port "\n"                \
+    "  --threads N        threads running the server, 1-256; default 1\n"
 
 // Where a server listens, and on how many threads (--host, --port, --threads).
 struct server_settings {
@@ -47,18 +65,20 @@ public:
     std::string_view current() const noexcept { return argv_[index_]; }
 
     std::string_view value() {
-        if (index_ + 1 >= argc_) fail("missing value");
+        if (index_ + 1 >= argc_) fail(std::string(current()) + " needs a value");
         return argv_[++index_];
     }
 
     // The value as a whole decimal number from lowest to highest.
     template <class Number>
     Number number(Number lowest, Number highest) {
+        const std::string option(current());
         const std::string_view text = value();
         Number parsed{};
         const auto result = std::from_chars(text.data(), text.data() + text.size(), parsed);
         if (result.ec != std::errc() || result.ptr != text.data() + text.size() || parsed < lowest || parsed > highest)
-            fail("bad number");
+            fail(option + ": " + std::string(text) + " is not a whole number from " + std::to_string(lowest) + " to " +
+                 std::to_string(highest));
         return parsed;
     }
 
@@ -81,10 +101,11 @@ public:
     // An option the program does not know: --help and -h ask for the usage.
     [[noreturn]] void unknown_option() const {
         const std::string_view arg = current();
-        fail(arg == "--help" || arg == "-h" ? "help" : "unknown option");
+        if (arg == "--help" || arg == "-h") help(usage_);
+        fail("unknown option " + std::string(arg));
     }
 
-    [[noreturn]] void fail(const char* problem) const { usage(usage_, problem); }
+    [[noreturn]] void fail(const std::string& problem) const { usage(usage_, problem); }
 
 private:
     int argc_;

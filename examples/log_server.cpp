@@ -35,7 +35,10 @@ struct settings {
 
 constexpr example::usage_text log_usage{
     "log_server",
-    "usage: log_server [--host 127.0.0.1] [--port 8766] [--threads N] [--interval-ms 1000]\n"};
+    "usage: log_server [--host 127.0.0.1] [--port 8766] [--threads N] [--interval-ms 1000]\n",
+    EXAMPLE_SERVER_OPTIONS("8766")
+    "  --interval-ms MS   time between two log lines sent to every subscriber; default 1000\n"
+    "  --help             this text\n"};
 
 settings parse_arguments(int argc, char** argv) {
     settings s;

@@ -198,8 +198,16 @@ int poll_timeout(const std::vector<std::unique_ptr<client>>& clients, steady_clo
 
 int main(int argc, char** argv) {
     long port = 9001;
-    if (argc > 2 || (argc == 2 && (port = std::strtol(argv[1], nullptr, 10), port < 0 || port > 65535))) {
-        std::fprintf(stderr, "usage: %s [port]\n", argv[0]);
+    if (argc == 2 && (std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "-h") == 0)) {
+        std::printf("usage: poll_echo_server [PORT]\n\n"
+                    "  PORT     the port to listen on, on 127.0.0.1 (0: a free one, printed); default 9001\n"
+                    "  --help   this text\n");
+        return 0;
+    }
+    char* end = nullptr;
+    if (argc > 2 || (argc == 2 && (port = std::strtol(argv[1], &end, 10), *end != '\0' || port < 0 || port > 65535))) {
+        std::fprintf(stderr, "poll_echo_server: %s is not a port (0-65535)\nusage: poll_echo_server [PORT]\n",
+                     argc > 2 ? argv[2] : argv[1]);
         return 2;
     }
     if (::pipe(signal_pipe) != 0 || !set_non_blocking(signal_pipe[0]) || !set_non_blocking(signal_pipe[1])) {

@@ -35,10 +35,23 @@ struct arguments {
     std::vector<std::string> messages;
 };
 
-int usage(const char* why) {
-    std::cerr << "sync_client: " << why << "\n"
-              << "usage: sync_client [--ca FILE] [--timeout SECONDS] [--deflate] URI [message...]\n";
+constexpr const char* usage_line = "usage: sync_client [--ca FILE] [--timeout SECONDS] [--deflate] URI [message...]\n";
+
+int usage(const std::string& why) {
+    std::cerr << "sync_client: " << why << "\n" << usage_line << "(--help says what each option does)\n";
     return 2;
+}
+
+int help() {
+    std::cout << usage_line << "\n"
+              << "  URI                ws://HOST[:PORT]/PATH or wss://...\n"
+              << "  message...         text messages to send, each answer printed; none: read lines\n"
+              << "                     from standard input and send each\n"
+              << "  --ca FILE          trust the certificates in this PEM file for wss://\n"
+              << "  --timeout SECONDS  bound for connecting and for each read; default 10\n"
+              << "  --deflate          offer permessage-deflate\n"
+              << "  --help             this text\n";
+    return 0;
 }
 
 // Fails with a message naming the step that went wrong.
@@ -84,7 +97,7 @@ void talk(wsx::stream<Layer>& ws, const wsx::uri& where, const arguments& args) 
 int run(const arguments& args) {
     std::error_code ec;
     const wsx::uri where = wsx::parse_uri(args.uri, ec);
-    if (ec) return usage(("not a ws:// or wss:// URI: " + args.uri).c_str());
+    if (ec) return usage("not a ws:// or wss:// URI: " + args.uri);
 
     wsx::tcp_socket socket;
     socket.connect(where.host, where.port, args.timeout, ec);
@@ -123,10 +136,12 @@ int main(int argc, char** argv) {
     int i = 1;
     for (; i < argc; ++i) {
         const std::string_view arg = argv[i];
-        if (arg == "--deflate") {
+        if (arg == "--help" || arg == "-h") {
+            return help();
+        } else if (arg == "--deflate") {
             args.deflate = true;
         } else if (arg == "--ca" || arg == "--timeout") {
-            if (i + 1 >= argc) return usage("option needs a value");
+            if (i + 1 >= argc) return usage(std::string(arg) + " needs a value");
             const std::string value = argv[++i];
             if (arg == "--ca") {
                 args.ca_file = value;
@@ -141,7 +156,7 @@ int main(int argc, char** argv) {
             ++i;
             break;
         } else if (arg.size() > 1 && arg.front() == '-') {
-            return usage("unknown option");
+            return usage("unknown option " + std::string(arg));
         } else {
             break;
         }
