@@ -147,14 +147,12 @@ public:
     state get_state() const noexcept { return state_; }
     const connection_options& options() const noexcept { return *options_; }
     const std::shared_ptr<const connection_options>& shared_options() const noexcept { return options_; }
-    // The error that failed the connection, if any (sticky), and the close
-    // code its close event reports (1011 for a keepalive timeout), known
-    // before that event is read.
-    std::error_code error() const noexcept { return error_; }
-    close_code failure_code() const noexcept { return failure_code_; }
     // How the connection ended - final from the close event on, or from
-    // the moment it failed - and the close frames sent and received.
+    // the moment it failed (its code then known before that event is read:
+    // 1011 for a keepalive timeout) - and the close frames sent and received.
     const close_status& status() const noexcept { return status_; }
+    // The error that failed the connection, if any: status().ec.
+    std::error_code error() const noexcept { return status_.ec; }
 
     // ---- bytes in -------------------------------------------------------
 
@@ -419,8 +417,6 @@ private:
     role role_;
     state state_ = state::connecting;
     std::shared_ptr<const connection_options> options_;
-    std::error_code error_;
-    close_code failure_code_ = close_code::abnormal;
     close_status status_;
     bool eof_ = false;
     bool close_sent_ = false;
@@ -553,8 +549,6 @@ inline event connection::close_event(close_code code, std::string_view reason, b
 // Close frame".
 inline event connection::fail(std::error_code ec, close_code code) {
     checked_ = 0;
-    error_ = ec;
-    failure_code_ = code;
     if ((state_ == state::open || state_ == state::closing) && !close_sent_) {
         queue_close(code, ec == error::ping_timeout ? std::string_view("keepalive ping timeout")
                                                     : std::string_view());
@@ -566,8 +560,6 @@ inline event connection::fail(std::error_code ec, close_code code) {
 
 // Ends the connection without (more) close frames; next_event() reports it.
 inline void connection::abandon(std::error_code ec, close_code code) {
-    error_ = ec;
-    failure_code_ = code;
     close_transport_ = true;
     state_ = state::closed;
     status_.code = code;
@@ -593,7 +585,7 @@ inline event connection::next_event() {
     if (close_event_sent_) return {};
     if (state_ == state::closed) {
         // Closed without its event yet: a handshake failure or a timeout.
-        return close_event(failure_code_, {}, false, error_);
+        return close_event(status_.code, {}, false, status_.ec);
     }
     if (state_ == state::connecting) return handshake_event();
 
@@ -663,7 +655,6 @@ inline event connection::truncated() {
     in_read_ = in_end_ = 0;
     direct_ = false;
     wanted_ = 0;
-    error_ = error::unexpected_eof;
     close_transport_ = true;
     return close_event(close_code::abnormal, {}, false, error::unexpected_eof);
 }
@@ -1324,7 +1315,6 @@ inline void connection::tick(time_point now) {
                 ping_sent_.reset();
             } else if (options_->ping_timeout.count() > 0 && now >= *ping_sent_ + options_->ping_timeout) {
                 // RFC 6455 §7.1.7 with 1011, as Python websockets does.
-                error_ = error::ping_timeout;
                 queue_close(close_code::internal_error, "keepalive ping timeout");
                 abandon(error::ping_timeout, close_code::internal_error);
                 return;

@@ -723,7 +723,7 @@ private:
         bool closed_after_read_error(const std::shared_ptr<impl>& self, const net_error_code& ec) {
             const event ev = poll_event(self);
             if (ev.type == event_type::close) {
-                take_close(ev);
+                close_pending = true; // the read that ends the transport: finish_close()
                 return true;
             }
             fail_transport(ec);
@@ -734,9 +734,6 @@ private:
             co_return ec;
         }
 
-        // The close event (the core keeps it in its status), taken by a
-        // read: marked for the read that ends the transport (finish_close).
-        void take_close(const event&) { close_pending = true; }
 
         // After the close event: let the server end TCP first where it
         // should, then end the layer (after the close reply, which the
@@ -897,7 +894,7 @@ private:
                     if (hooks && hooks->control) hooks->control(ev.type, ev.data);
                     continue;
                 case event_type::close:
-                    take_close(ev);
+                    close_pending = true; // the read that ends the transport: finish_close()
                     return read_result::close;
                 case event_type::none:
                     return read_result::none;
