@@ -4,6 +4,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -13,10 +14,19 @@ namespace {
 
 constexpr std::size_t mib = 1024 * 1024;
 
-std::vector<std::uint8_t> buffer_of(std::size_t capacity) {
-    std::vector<std::uint8_t> v;
-    v.reserve(capacity);
-    return v;
+std::unique_ptr<wsx::connection> open_server() {
+    auto c = std::make_unique<wsx::connection>(wsx::role::server);
+    c->open_without_handshake();
+    return c;
+}
+
+// A connection that sent `size` bytes, written: idle, holding its output block.
+std::unique_ptr<wsx::connection> sent(std::size_t size, const std::uint8_t** block = nullptr) {
+    auto c = open_server();
+    REQUIRE_FALSE(c->send_binary(std::string(size, 'x')));
+    if (block != nullptr) *block = c->pending_output().data();
+    c->consume_output(c->pending_output_size());
+    return c;
 }
 
 } // namespace
@@ -24,45 +34,28 @@ std::vector<std::uint8_t> buffer_of(std::size_t capacity) {
 TEST_CASE("buffer_pool keeps large buffers, up to its byte budget") {
     buffer_pool pool;
     const std::size_t fits = buffer_pool::max_kept_bytes / mib;
-    for (std::size_t i = 0; i < fits + 4; ++i) {
-        auto v = buffer_of(mib);
-        pool.give_back_write_buffer(v);
-        CHECK(v.capacity() == 0); // kept or freed, never left with the caller
-    }
-    CHECK(pool.kept() == fits);
-    CHECK(pool.kept_bytes() == fits * mib);
+    for (std::size_t i = 0; i < fits + 4; ++i) CHECK(pool.reclaim(*sent(mib)));
+    CHECK(pool.kept_bytes() <= buffer_pool::max_kept_bytes);
+    CHECK(pool.kept_bytes() > buffer_pool::max_kept_bytes - 2 * mib); // full, or nearly
+    CHECK(pool.kept() < fits);
 
     // A megabyte message after another reuses the same buffer.
-    auto taken = pool.take_write_buffer();
-    CHECK(taken.capacity() == mib);
-    CHECK(pool.kept_bytes() == (fits - 1) * mib);
-    const std::uint8_t* storage = taken.data();
-    pool.give_back_write_buffer(taken);
-    auto again = pool.take_write_buffer();
-    CHECK(again.data() == storage);
+    const std::uint8_t* storage = nullptr;
+    auto first = sent(mib, &storage);
+    buffer_pool fresh;
+    CHECK(fresh.reclaim(*first));
+    auto next = open_server();
+    fresh.lend(*next);
+    CHECK(fresh.kept_bytes() == 0);
+    REQUIRE_FALSE(next->send_binary(std::string(mib, 'y')));
+    CHECK(next->pending_output().data() == storage);
 }
 
-TEST_CASE("buffer_pool keeps at most max_kept buffers of a kind; one over the budget is freed") {
+TEST_CASE("buffer_pool keeps at most max_kept buffers of a kind") {
     buffer_pool pool;
-    for (std::size_t i = 0; i < buffer_pool::max_kept + 10; ++i) {
-        auto v = buffer_of(1024);
-        pool.give_back_write_buffer(v);
-    }
-    CHECK(pool.kept() == buffer_pool::max_kept);
-    CHECK(pool.kept_bytes() == buffer_pool::max_kept * 1024);
-
-    auto huge = buffer_of(buffer_pool::max_kept_bytes);
-    pool.give_back_write_buffer(huge); // the pool is full of small ones
-    CHECK(pool.kept() == buffer_pool::max_kept);
-
-    buffer_pool empty;
-    auto too_big = buffer_of(buffer_pool::max_kept_bytes + 1);
-    empty.give_back_write_buffer(too_big);
-    CHECK(empty.kept() == 0);
-    CHECK(empty.kept_bytes() == 0);
-    auto exact = buffer_of(buffer_pool::max_kept_bytes);
-    empty.give_back_write_buffer(exact);
-    CHECK(empty.kept_bytes() == buffer_pool::max_kept_bytes);
+    for (std::size_t i = 0; i < buffer_pool::max_kept + 10; ++i) CHECK(pool.reclaim(*sent(100)));
+    CHECK(pool.kept() == buffer_pool::max_kept); // the output blocks; nothing else grew
+    CHECK(pool.kept_bytes() <= buffer_pool::max_kept * 8 * 1024);
 }
 
 TEST_CASE("buffer_pool lends a connection its buffers and takes them back when it is idle") {

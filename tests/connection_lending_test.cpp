@@ -1,6 +1,6 @@
 // The connection's hooks for the Asio adapter: idle(), release_buffers()
 // and adopt_buffers() (a pool lends buffers to busy connections only), and
-// send_prepared() (a broadcast's frame, made once, queued as it is).
+// send_shared() (a broadcast's frame, made once, referenced by each queue).
 #include <wsx/connection.hpp>
 
 #include "support/connection_pair.hpp"
@@ -18,11 +18,6 @@ connection open_server(connection_options options = test::fixed_options()) {
     connection c(role::server, std::move(options));
     c.open_without_handshake();
     return c;
-}
-
-// A whole unmasked text frame, as a server sends it.
-bytes server_text_frame(const std::string& text) {
-    return test::frame(role::server, opcode::text, bytes(text.begin(), text.end()));
 }
 
 } // namespace
@@ -47,7 +42,7 @@ TEST_CASE("lending: an idle connection gives its buffers back and takes them aga
     CHECK(server.idle());
     CHECK(server.release_buffers(set));
     CHECK(set.input.capacity() >= 1000);
-    CHECK(set.output.capacity() > 0);
+    CHECK(set.output.bytes.capacity() > 0);
 
     // With no buffer the connection still works: it takes the lent ones.
     const auto* lent_input = set.input.data();
@@ -79,36 +74,105 @@ TEST_CASE("lending: half a message is not idle; buffers it holds are not replace
     CHECK(ev.data.size() == 100);
 }
 
-TEST_CASE("send_prepared: queued as is, with send_*'s checks, backpressure at N and N+1") {
+TEST_CASE("send_shared: the frame is referenced, with send_*'s checks, backpressure at N and N+1") {
     connection_options options = test::fixed_options();
-    const bytes frame = server_text_frame("hello");
-    options.max_pending_output = 2 * frame.size();
+    const auto hello = std::make_shared<prepared_message>(true, const_bytes(std::string("hello")));
+    const std::size_t frame_size = hello->plain_frame().size();
+    options.max_pending_output = 2 * frame_size;
     connection server = open_server(options);
 
     // The check is on what is queued before the call, as for send_*.
-    REQUIRE(!server.send_prepared(frame));
-    REQUIRE(!server.send_prepared(frame));
+    REQUIRE(!server.send_shared(hello));
+    REQUIRE(!server.send_shared(hello));
     CHECK(server.pending_output_size() == options.max_pending_output); // at the limit: accepted
-    REQUIRE(!server.send_prepared(frame));
-    CHECK(server.pending_output_size() == options.max_pending_output + frame.size()); // above it: refused
-    CHECK(server.send_prepared(frame) == error::would_block);
+    REQUIRE(!server.send_shared(hello));
+    CHECK(server.pending_output_size() == options.max_pending_output + frame_size); // above it: refused
+    CHECK(server.send_shared(hello) == error::would_block);
+    const_bytes pieces[4];
+    REQUIRE(server.pending_output(pieces, 4) == 3);
+    for (const const_bytes& piece : pieces) {
+        if (piece.empty()) continue;
+        CHECK(piece.data() == hello->plain_frame().data()); // held once, referenced thrice
+    }
+    CHECK(hello.use_count() == 4);
     const bytes wire = test::drain(server);
+    CHECK(hello.use_count() == 1); // written: let go
     const auto frames = test::parse_frames(wire, role::client);
     REQUIRE(frames.size() == 3);
     for (const auto& f : frames) CHECK(std::string(f.payload.begin(), f.payload.end()) == "hello");
 
     // Not in the middle of a message sent in pieces.
     REQUIRE(!server.begin_message(true, const_bytes(std::string("a"))));
-    CHECK(server.send_prepared(frame) == error::expected_continuation);
+    CHECK(server.send_shared(hello) == error::expected_continuation);
     REQUIRE(!server.finish_message());
-    CHECK(!server.send_prepared(frame));
+    CHECK(!server.send_shared(hello));
 
-    // Not after a close, not from a client (its frames need their own masks).
+    // Not after a close.
     REQUIRE(!server.close());
-    CHECK(server.send_prepared(frame) == error::connection_closed);
-    connection client(role::client, test::fixed_options());
-    client.open_without_handshake();
-    CHECK(client.send_prepared(frame) == error::connection_closed);
+    CHECK(server.send_shared(hello) == error::connection_closed);
+    CHECK(server.send_shared(nullptr) == std::errc::invalid_argument);
+}
+
+TEST_CASE("send_shared: each connection gets a frame it can send") {
+    const std::string text(5000, 'z'); // compressible, above the threshold
+    const auto m = std::make_shared<prepared_message>(true, const_bytes(text));
+    auto received = [&](connection& from, connection& to) {
+        REQUIRE(!from.send_shared(m));
+        const auto events = test::transfer(from, to, test::chunking::whole);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].data == text);
+    };
+    auto shares = [&](connection& c) {
+        REQUIRE(!c.send_shared(m));
+        const_bytes piece = c.pending_output();
+        const bool shared = piece.data() == m->plain_frame().data();
+        test::drain(c);
+        return shared;
+    };
+    SECTION("a client masks its own copy") {
+        connection client(role::client, test::fixed_options());
+        client.open_without_handshake();
+        connection server = open_server();
+        received(client, server);
+        CHECK_FALSE(shares(client));
+    }
+    SECTION("a frame fragment_size would cut goes in fragments") {
+        connection_options o = test::fixed_options();
+        o.fragment_size = 1000;
+        connection server = open_server(o);
+        connection client(role::client, test::fixed_options());
+        client.open_without_handshake();
+        received(server, client);
+        CHECK_FALSE(shares(server));
+    }
+    SECTION("compressed once for connections without context takeover") {
+        connection_options o = test::fixed_options();
+        o.deflate.emplace();
+        deflate_params fresh;
+        fresh.our_no_context_takeover = true;
+        fresh.peer_no_context_takeover = true;
+        connection a(role::server, o), b(role::server, o);
+        a.open_without_handshake(fresh);
+        b.open_without_handshake(fresh);
+        REQUIRE(!a.send_shared(m));
+        REQUIRE(!b.send_shared(m));
+        CHECK(a.pending_output().data() == b.pending_output().data()); // one compressed frame for both
+        CHECK(a.pending_output().size() < 100);
+        connection client(role::client, o);
+        client.open_without_handshake(fresh);
+        const auto events = test::transfer(a, client, test::chunking::whole);
+        REQUIRE(events.size() == 1);
+        CHECK(events[0].data == text);
+    }
+    SECTION("a compressor with a history compresses its own") {
+        connection_options o = test::fixed_options();
+        o.deflate.emplace();
+        connection server(role::server, o), client(role::client, o);
+        server.open_without_handshake(deflate_params{});
+        client.open_without_handshake(deflate_params{});
+        received(server, client);
+        received(server, client);
+    }
 }
 
 TEST_CASE("deflate_parameters: empty without permessage-deflate, the agreement with it") {

@@ -620,6 +620,7 @@ TEST_CASE("a ping flood while the peer does not read is answered by one pong, se
     o.max_pending_output = 100;
     raw_peer peer(role::server, o);
     REQUIRE_FALSE(peer.conn.send_binary(bytes(200, 1))); // the peer is not reading
+    const std::uint64_t frame_end = peer.conn.output_queued();
     bytes wire;
     for (int i = 0; i < 1000; ++i) {
         auto f = frame(role::client, opcode::ping, {static_cast<std::uint8_t>(i), static_cast<std::uint8_t>(i >> 8)});
@@ -633,10 +634,9 @@ TEST_CASE("a ping flood while the peer does not read is answered by one pong, se
     SECTION("drained by consume_output") {
         peer.conn.consume_output(peer.conn.pending_output_size());
     }
-    SECTION("drained by take_output") {
-        std::vector<std::uint8_t> taken;
-        peer.conn.take_output(taken);
-        CHECK(taken.size() > 200);
+    SECTION("drained in pieces, as a slow writer does: the pong follows the frame") {
+        while (peer.conn.output_written() < frame_end)
+            peer.conn.consume_output(std::min<std::uint64_t>(7, frame_end - peer.conn.output_written()));
     }
     REQUIRE(peer.conn.pending_output_size() > 0);
     auto sent = peer.sent();
@@ -1116,25 +1116,39 @@ TEST_CASE("limits: the message size limit counts each message on its own") {
     }
 }
 
-TEST_CASE("take_output hands the pending bytes over and keeps queueing") {
+namespace {
+bytes numbered(std::size_t size); // below
+} // namespace
+
+TEST_CASE("output handed to a writer stays where it is while more is queued") {
     test::connection_pair p;
     REQUIRE_FALSE(p.server.send_text("one"));
     p.server.consume_output(1); // a writer that wrote one byte
-    std::vector<std::uint8_t> taken{9, 9, 9, 9, 9, 9, 9, 9};
-    p.server.take_output(taken);
-    CHECK(taken == bytes{0x03, 'o', 'n', 'e'});
-    CHECK(p.server.pending_output_size() == 0);
+    const_bytes pieces[4];
+    REQUIRE(p.server.pending_output(pieces, 4) == 1);
+    const const_bytes in_flight = pieces[0]; // a write is on its way with these
+    const bytes expected(in_flight.begin(), in_flight.end());
+    CHECK(expected == bytes{0x03, 'o', 'n', 'e'});
+    // Meanwhile: enough to outgrow any block the queue had.
+    const bytes big = numbered(300000);
+    REQUIRE_FALSE(p.server.send_binary(big));
     REQUIRE_FALSE(p.server.send_text("two"));
-    std::vector<std::uint8_t> again;
-    p.server.take_output(again);
-    CHECK(again == bytes{0x81, 0x03, 't', 'w', 'o'});
-    taken.insert(taken.begin(), 0x81);
-    p.client.receive(taken);
-    p.client.receive(again);
+    CHECK(bytes(in_flight.begin(), in_flight.end()) == expected);
+    CHECK(p.server.pending_output_size() == 4 + 10 + big.size() + 5);
+    CHECK(p.server.output_queued() - p.server.output_written() == p.server.pending_output_size());
+    // The write of the first piece completes; the rest follows.
+    p.server.consume_output(in_flight.size());
+    bytes wire{0x81};
+    wire.insert(wire.end(), expected.begin(), expected.end());
+    const bytes rest = test::drain(p.server);
+    wire.insert(wire.end(), rest.begin(), rest.end());
+    CHECK(p.server.output_written() == wire.size());
+    p.client.receive(wire);
     auto events = test::collect(p.client);
-    REQUIRE(events.size() == 2);
+    REQUIRE(events.size() == 3);
     CHECK(events[0].data == "one");
-    CHECK(events[1].data == "two");
+    CHECK(events[1].data == std::string(big.begin(), big.end()));
+    CHECK(events[2].data == "two");
 }
 
 TEST_CASE("an incompressible message of exactly the size limit gets through compressed") {
@@ -1282,48 +1296,79 @@ TEST_CASE("a large message read in place under every chunking, and its failures"
     }
 }
 
-TEST_CASE("send_header queues a server's header; the caller writes the payload") {
+TEST_CASE("send_borrowed: a server's large payload goes out from the caller's memory") {
     raw_peer server(role::server);
-    const bytes payload = numbered(100000);
-    REQUIRE(server.conn.can_send_header(payload.size()));
+    bytes payload = numbered(100000);
+    const bytes original = payload;
     REQUIRE_FALSE(server.conn.send_text("first"));
-    REQUIRE_FALSE(server.conn.send_header(false, payload.size()));
-    bytes wire = test::drain(server.conn);
+    bool borrowed = false;
+    REQUIRE_FALSE(server.conn.send_borrowed(false, payload, borrowed));
+    CHECK(borrowed);
+    const std::uint64_t end = server.conn.output_queued();
+    REQUIRE_FALSE(server.conn.send_text("after"));
+    // The queue is a gather list: header, the caller's bytes, what followed.
+    const_bytes pieces[8];
+    const std::size_t count = server.conn.pending_output(pieces, 8);
+    REQUIRE(count == 3);
+    CHECK(pieces[1].data() == payload.data()); // referenced, not copied
+    CHECK(pieces[1].size() == payload.size());
     // RFC 6455 §5.2: 127, then the length in 64 bits, network byte order.
     const bytes header{0x82, 0x7f, 0, 0, 0, 0, 0, 0x01, 0x86, 0xa0};
-    REQUIRE(wire.size() == 7 + header.size());
-    CHECK(bytes(wire.begin() + 7, wire.end()) == header);
-    wire.insert(wire.end(), payload.begin(), payload.end());
-    REQUIRE_FALSE(server.conn.send_text("after"));
-    const bytes after = test::drain(server.conn);
-    wire.insert(wire.end(), after.begin(), after.end());
+    REQUIRE(pieces[0].size() == 7 + header.size());
+    CHECK(bytes(pieces[0].begin() + 7, pieces[0].end()) == header);
 
+    SECTION("written in order; then the caller may reuse its memory") {
+        bytes wire;
+        while (server.conn.output_written() < end) {
+            const const_bytes piece = server.conn.pending_output();
+            wire.insert(wire.end(), piece.begin(), piece.end());
+            server.conn.consume_output(piece.size());
+        }
+        std::fill(payload.begin(), payload.end(), 0);
+        const bytes after = test::drain(server.conn);
+        wire.insert(wire.end(), after.begin(), after.end());
+        raw_peer client(role::client);
+        const auto events = client.feed(wire, chunking::random);
+        REQUIRE(events.size() == 3);
+        CHECK(events[0].data == "first");
+        CHECK_FALSE(events[1].text);
+        CHECK(events[1].data == std::string(original.begin(), original.end()));
+        CHECK(events[2].data == "after");
+    }
+    SECTION("a transport error lets the caller's bytes go") {
+        server.conn.receive_transport_error(std::make_error_code(std::errc::broken_pipe));
+        CHECK(server.conn.pending_output_size() == 0);
+        CHECK(server.conn.output_written() >= end);
+    }
+}
+
+TEST_CASE("send_borrowed copies what does not go out exactly as given, and keeps the rules of sending") {
+    const bytes big = numbered(100000);
+    auto copied = [&](connection& c, std::size_t size) {
+        bool b = true;
+        REQUIRE_FALSE(c.send_borrowed(true, const_bytes(big).first(size), b));
+        test::drain(c);
+        return !b;
+    };
     raw_peer client(role::client);
-    const auto events = client.feed(wire, chunking::random);
-    REQUIRE(events.size() == 3);
-    CHECK(events[0].data == "first");
-    CHECK_FALSE(events[1].text);
-    CHECK(events[1].data == std::string(payload.begin(), payload.end()));
-    CHECK(events[2].data == "after");
+    CHECK(copied(client.conn, big.size())); // a client masks
+    auto o = test::fixed_options();
+    o.fragment_size = 70000;
+    raw_peer cutting(role::server, o);
+    CHECK(copied(cutting.conn, 70001));
+    CHECK_FALSE(copied(cutting.conn, 70000));
+    connection compressing(role::server, test::fixed_options());
+    compressing.open_without_handshake(deflate_params{});
+    CHECK(copied(compressing, big.size())); // it goes compressed
+    raw_peer server(role::server);
+    CHECK(copied(server.conn, connection::direct_payload_size - 1)); // small: a copy is cheaper
+    CHECK_FALSE(copied(server.conn, connection::direct_payload_size));
 
-    SECTION("only frames that go out exactly as given") {
-        CHECK_FALSE(client.conn.can_send_header(100)); // a client masks
-        CHECK(client.conn.send_header(true, 100) == std::errc::invalid_argument);
-        auto o = test::fixed_options();
-        o.fragment_size = 1000;
-        raw_peer cutting(role::server, o);
-        CHECK(cutting.conn.can_send_header(1000));
-        CHECK_FALSE(cutting.conn.can_send_header(1001));
-        connection compressing(role::server, test::fixed_options());
-        compressing.open_without_handshake(deflate_params{});
-        CHECK_FALSE(compressing.can_send_header(100000)); // it would go compressed
-        CHECK(compressing.can_send_header(deflate_options{}.compress_threshold - 1));
-    }
-    SECTION("the rules of sending still apply") {
-        REQUIRE_FALSE(server.conn.begin_message(true, {}));
-        CHECK(server.conn.send_header(true, 10) == error::expected_continuation);
-        REQUIRE_FALSE(server.conn.finish_message());
-        REQUIRE_FALSE(server.conn.close());
-        CHECK(server.conn.send_header(true, 10) == error::connection_closed);
-    }
+    bool b = false;
+    REQUIRE_FALSE(server.conn.begin_message(true, {}));
+    CHECK(server.conn.send_borrowed(true, big, b) == error::expected_continuation);
+    REQUIRE_FALSE(server.conn.finish_message());
+    REQUIRE_FALSE(server.conn.close());
+    CHECK(server.conn.send_borrowed(true, big, b) == error::connection_closed);
+    CHECK_FALSE(b);
 }

@@ -36,6 +36,8 @@
 #include <wsx/http.hpp>
 #include <wsx/mask.hpp>
 #include <wsx/message.hpp>
+#include <wsx/output_queue.hpp>
+#include <wsx/prepared_message.hpp>
 #include <wsx/random.hpp>
 #include <wsx/utf8.hpp>
 
@@ -287,31 +289,37 @@ public:
     // Starts the closing handshake (or, while connecting, abandons it).
     std::error_code close(close_code code = close_code::normal, std::string_view reason = {});
 
-    // Sending without a copy, for a writer that can write from the
-    // application's memory (a gather write): send_header() queues only the
-    // header of a whole message of `size` bytes, and the writer writes the
-    // payload itself, right after all output pending before the call and
-    // before any queued after it. Only a frame that goes out exactly as
-    // given qualifies (can_send_header()): a server's (a client masks its
-    // payloads), not compressed, not cut into fragments.
-    bool can_send_header(std::size_t size) const noexcept;
-    std::error_code send_header(bool text, std::size_t size);
+    // A whole message sent without a copy when its payload goes out as
+    // given: a server's (a client masks), not compressed, not cut into
+    // fragments, and at least direct_payload_size long. The output then
+    // references the caller's memory, which must stay valid until
+    // output_written() reaches the output_queued() read right after the
+    // call; `borrowed` says whether that happened (else it was copied).
+    std::error_code send_borrowed(bool text, const_bytes data, bool& borrowed);
+    // Server: a message framed once for many connections
+    // (wsx/prepared_message.hpp), referenced rather than copied when its
+    // frame suits this connection; otherwise sent like send_text().
+    std::error_code send_shared(const std::shared_ptr<prepared_message>& m);
 
     // ---- bytes out ----------------------------------------------------------
 
-    // The first contiguous piece of the bytes to write.
-    const_bytes pending_output() const noexcept;
-    // Fills up to `max` buffers (for writev / buffer sequences); returns how many.
-    std::size_t pending_output(const_bytes* buffers, std::size_t max) const noexcept;
-    std::size_t pending_output_size() const noexcept { return out_size_; }
-    // Hands every pending byte over without copying: `into` receives the
-    // output buffer (sized to the pending bytes) and its old storage becomes
-    // the connection's. For writers that keep the bytes while the
-    // connection goes on queueing (pongs, other writers' frames).
-    // Both may queue a pong held back while the output was above
-    // max_pending_output (a ping flood), once it has drained.
-    void take_output(std::vector<std::uint8_t>& into);
+    // The bytes to write are a queue of segments (wsx/output_queue.hpp):
+    // the first contiguous piece, or up to `max` pieces for a gather write
+    // (writev, an Asio buffer sequence; returns how many). They stay where
+    // they are until consumed, whatever is queued meanwhile, so a writer may
+    // write them while the connection goes on queueing.
+    const_bytes pending_output() const noexcept { return out_.front(); }
+    std::size_t pending_output(const_bytes* buffers, std::size_t max) const noexcept {
+        return out_.gather(buffers, max);
+    }
+    std::size_t pending_output_size() const noexcept { return out_.size(); }
+    // Written bytes leave the queue. A pong held back while the output was
+    // above max_pending_output (a ping flood) is queued once it drained.
     void consume_output(std::size_t n);
+    // Positions in the output stream: the end of all bytes ever queued, and
+    // of all bytes consumed (see send_borrowed()).
+    std::uint64_t output_queued() const noexcept { return out_.queued(); }
+    std::uint64_t output_written() const noexcept { return out_.written(); }
     // What to do with the transport once the output is written: close it
     // when the connection failed or the closing handshake is over (RFC 6455
     // §7.1.1: the server closes the TCP connection first); a client that
@@ -341,7 +349,7 @@ public:
     // bytes arrive (adopt_buffers): idle connections then hold none, and a
     // pool of buffers keeps steady state free of allocation.
     struct buffer_set;
-    bool idle() const noexcept { return input_idle() && out_size_ == 0 && !pong_owed_; }
+    bool idle() const noexcept { return input_idle() && out_.empty() && !pong_owed_; }
     // Nothing unread and no message half received: the input side needs no
     // buffer until bytes arrive.
     bool input_idle() const noexcept { return in_read_ == in_end_ && !in_message_; }
@@ -353,11 +361,6 @@ public:
     void adopt_buffers(buffer_set& from) noexcept;
     // The agreed permessage-deflate parameters (none when not agreed).
     const std::optional<deflate_params>& deflate_parameters() const noexcept { return deflate_; }
-    // Server: queues bytes that are already one or more whole unmasked frames
-    // (made once for many connections by a broadcast), with the checks of
-    // send_*: open, no close sent, no message being sent in pieces, and the
-    // output not above max_pending_output (would_block).
-    std::error_code send_prepared(const_bytes frames);
 
 private:
     // The options' random source, else the CSPRNG (wsx/random.hpp).
@@ -451,13 +454,8 @@ private:
     bool sending_message_ = false;
     bool sending_compressed_ = false;
 
-    // Output: out_[out_read_, out_end_) is waiting to be written. out_ only
-    // grows, to the most output ever pending, and frames are written into it
-    // in place: resizing it for each frame would zero-fill every payload first.
-    std::vector<std::uint8_t> out_;
-    std::size_t out_read_ = 0;
-    std::size_t out_end_ = 0;
-    std::size_t out_size_ = 0; // out_end_ - out_read_
+    // Output waiting to be written; frames are written into it in place.
+    output_queue out_;
     std::vector<std::uint8_t> scratch_; // compressed payloads
 
     // A pong owed to the peer, coalesced while the output is above its limit
@@ -506,10 +504,10 @@ public:
     // The buffers lent and taken back by release_buffers/adopt_buffers (for the
     // Asio adapter's pool).
     struct buffer_set {
-        decltype(in_) input;
-        decltype(message_) message;
-        decltype(out_) output;
-        decltype(scratch_) scratch;
+        std::vector<std::uint8_t> input;
+        std::string message;
+        output_queue::storage output;
+        std::vector<std::uint8_t> scratch;
     };
 };
 
@@ -571,7 +569,7 @@ inline void connection::receive_transport_error(std::error_code ec) noexcept {
     direct_ = false;
     wanted_ = 0;
     checked_ = 0;
-    out_read_ = out_end_ = out_size_ = 0;
+    out_.clear();
     pong_owed_ = false;
     eof_ = true;
     close_transport_ = true;
@@ -870,22 +868,7 @@ inline void connection::set_open(std::optional<deflate_params> deflate) {
 }
 
 // Makes room for n more bytes of output; returns where they go.
-inline std::uint8_t* connection::append_output(std::size_t n) {
-    // Start over at the front once everything was written, and move what is
-    // left there before growing, so the buffer does not creep while a slow
-    // writer never quite catches up.
-    if (out_size_ == 0) out_read_ = out_end_ = 0;
-    if (out_.size() - out_end_ < n && out_read_ > 0) {
-        std::memmove(out_.data(), out_.data() + out_read_, out_size_);
-        out_read_ = 0;
-        out_end_ = out_size_;
-    }
-    if (out_.size() - out_end_ < n) out_.resize(out_end_ + n);
-    std::uint8_t* at = out_.data() + out_end_;
-    out_end_ += n;
-    out_size_ = out_end_ - out_read_;
-    return at;
-}
+inline std::uint8_t* connection::append_output(std::size_t n) { return out_.append(n); }
 
 inline void connection::queue_bytes(std::string_view bytes) {
     if (!bytes.empty()) std::memcpy(append_output(bytes.size()), bytes.data(), bytes.size());
@@ -1068,7 +1051,7 @@ inline std::error_code connection::check_can_send() const noexcept {
     if (state_ != state::open || close_sent_) return error::connection_closed;
     // Backpressure: refuse more while the output is above its limit; what
     // is already queued is never dropped.
-    if (out_size_ > options_->max_pending_output) return error::would_block;
+    if (out_.size() > options_->max_pending_output) return error::would_block;
     return {};
 }
 
@@ -1152,30 +1135,43 @@ inline void connection::queue_frame(opcode op, const_bytes payload, bool fin, st
     }
 }
 
-inline bool connection::can_send_header(std::size_t size) const noexcept {
-    if (role_ != role::server) return false;
-    if (deflate_ && size >= deflate_settings().compress_threshold) return false;
-    return options_->fragment_size == 0 || size <= options_->fragment_size;
-}
-
-inline std::error_code connection::send_header(bool text, std::size_t size) {
-    if (!can_send_header(size)) return std::make_error_code(std::errc::invalid_argument);
+inline std::error_code connection::send_borrowed(bool text, const_bytes data, bool& borrowed) {
+    borrowed = false;
+    const bool as_given = role_ == role::server && data.size() >= direct_payload_size &&
+                          !(deflate_ && data.size() >= deflate_settings().compress_threshold) &&
+                          (options_->fragment_size == 0 || data.size() <= options_->fragment_size);
+    if (!as_given) return send_message(text ? opcode::text : opcode::binary, data);
     if (sending_message_) return error::expected_continuation;
     if (auto ec = check_can_send()) return ec;
     frame_header h;
     h.op = text ? opcode::text : opcode::binary;
-    h.payload_length = size;
+    h.payload_length = data.size();
     const std::size_t header_size = frame_header_size(h.payload_length, false);
     write_frame_header(h, mutable_bytes(append_output(header_size), header_size));
+    out_.append_borrowed(data);
+    borrowed = true;
     return {};
 }
 
-// Added for the Asio adapter's broadcast: frames made once, queued as they are.
-inline std::error_code connection::send_prepared(const_bytes frames) {
-    if (role_ != role::server) return error::connection_closed; // client frames need their own masks
+inline std::error_code connection::send_shared(const std::shared_ptr<prepared_message>& m) {
+    if (!m) return std::make_error_code(std::errc::invalid_argument);
+    const opcode op = m->text() ? opcode::text : opcode::binary;
+    // RFC 6455 §5.3: a client masks each frame with a fresh key: nothing to share.
+    if (role_ != role::server) return send_message(op, m->payload());
     if (sending_message_) return error::expected_continuation;
     if (auto ec = check_can_send()) return ec;
-    queue_bytes(as_string_view(frames));
+    const_bytes frame = m->plain_frame();
+    if (deflate_ && m->payload().size() >= deflate_settings().compress_threshold) {
+        // A compressor with a history compresses for this connection alone.
+        frame = m->compressed_frame(*deflate_, deflate_settings());
+        if (frame.empty()) return send_message(op, m->payload());
+    }
+    // A frame that fragment_size would cut goes the ordinary way (this
+    // errs on the side of cutting: the limit is compared with the header
+    // and payload together).
+    const std::size_t limit = options_->fragment_size;
+    if (limit > 0 && frame.size() > limit) return send_message(op, m->payload());
+    out_.append_shared(std::shared_ptr<const void>(m, m.get()), frame);
     return {};
 }
 
@@ -1184,15 +1180,13 @@ inline bool connection::release_buffers(buffer_set& into) noexcept {
     if (!idle()) return false;
     // The input keeps its size (prepare() reads into size(), not capacity()).
     in_read_ = in_end_ = 0;
-    out_read_ = out_end_ = 0;
     scratch_.clear();
+    out_.release(into.output);
     into.input = std::move(in_);
     into.message = std::move(message_);
-    into.output = std::move(out_);
     into.scratch = std::move(scratch_);
     in_.clear();
     message_.clear();
-    out_.clear();
     scratch_.clear();
     return true;
 }
@@ -1200,10 +1194,7 @@ inline bool connection::release_buffers(buffer_set& into) noexcept {
 inline void connection::adopt_buffers(buffer_set& from) noexcept {
     if (in_.capacity() == 0 && in_end_ == 0) std::swap(in_, from.input);
     if (message_.capacity() <= std::string().capacity() && !in_message_) std::swap(message_, from.message);
-    if (out_.capacity() == 0 && out_size_ == 0) {
-        std::swap(out_, from.output);
-        out_read_ = out_end_ = 0;
-    }
+    out_.adopt(from.output);
     if (scratch_.capacity() == 0) std::swap(scratch_, from.scratch);
     scratch_.clear();
 }
@@ -1223,7 +1214,7 @@ inline std::error_code connection::send_pong(const_bytes payload) {
 }
 
 inline void connection::flush_pending_pong() {
-    if (!pong_owed_ || out_size_ > options_->max_pending_output || close_sent_) return;
+    if (!pong_owed_ || out_.size() > options_->max_pending_output || close_sent_) return;
     pong_owed_ = false;
     queue_frame(opcode::pong, as_bytes(pong_payload_), true);
 }
@@ -1260,36 +1251,11 @@ inline std::error_code connection::close(close_code code, std::string_view reaso
 
 // ---- output -------------------------------------------------------------------
 
-inline const_bytes connection::pending_output() const noexcept {
-    return {out_.data() + out_read_, out_size_};
-}
-
-inline std::size_t connection::pending_output(const_bytes* buffers, std::size_t max) const noexcept {
-    if (max == 0 || out_size_ == 0) return 0;
-    buffers[0] = pending_output();
-    return 1;
-}
-
-inline void connection::take_output(std::vector<std::uint8_t>& into) {
-    if (out_read_ > 0) std::memmove(out_.data(), out_.data() + out_read_, out_size_);
-    // Swapping and then shrinking `into` fills nothing: both buffers keep
-    // their initialised bytes for the next round.
-    std::swap(into, out_);
-    into.resize(out_size_);
-    out_read_ = out_end_ = out_size_ = 0;
+inline void connection::consume_output(std::size_t n) {
+    out_.consume(n);
     // RFC 6455 §5.5.2: the pong owed for the last ping of a flood must not
     // wait for the peer's next frame.
     if (pong_owed_) flush_pending_pong();
-}
-
-inline void connection::consume_output(std::size_t n) {
-    n = std::min(n, out_size_);
-    out_read_ += n;
-    out_size_ -= n;
-    if (out_size_ == 0) {
-        out_read_ = out_end_ = 0;
-        if (pong_owed_) flush_pending_pong(); // as in take_output
-    }
 }
 
 // ---- time ---------------------------------------------------------------------

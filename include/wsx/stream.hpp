@@ -567,28 +567,15 @@ private:
         }
     }
 
-    // Writes everything the connection has queued.
+    // Writes everything the connection has queued. A large payload is
+    // written from the caller's memory (connection::send_borrowed): this
+    // returns only once it was written, or the layer failed.
     void write_message(bool text, const_bytes data, std::error_code& ec) {
         if (!check_open(ec)) return;
         wsx::connection& c = *connection_;
-        if (data.size() >= connection::direct_payload_size && c.can_send_header(data.size())) {
-            ec = c.send_header(text, data.size());
-            if (!ec && flush(ec)) write_all(data, ec);
-            return;
-        }
-        ec = text ? c.send_text(as_string_view(data)) : c.send_binary(data);
+        bool borrowed = false;
+        ec = c.send_borrowed(text, data, borrowed);
         if (!ec) flush(ec);
-    }
-
-    // Writes bytes that are not in the connection's output (a payload
-    // after its header).
-    bool write_all(const_bytes data, std::error_code& ec) {
-        while (!data.empty()) {
-            const std::size_t n = next_.write_some(data, ec);
-            if (!wrote(n, ec)) return false;
-            data = data.subspan(n);
-        }
-        return true;
     }
 
     // After a write_some: false, with the layer failed, on an error or a

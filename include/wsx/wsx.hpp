@@ -11,6 +11,8 @@
 #include <wsx/handshake.hpp>
 #include <wsx/http.hpp>
 #include <wsx/mask.hpp>
+#include <wsx/output_queue.hpp>
+#include <wsx/prepared_message.hpp>
 #include <wsx/random.hpp>
 #include <wsx/utf8.hpp>
 #include <wsx/version.hpp>

@@ -334,11 +334,11 @@ public:
     // above its high water mark (connection_closed when it cannot be sent).
     std::error_code try_write_text(std::string_view text) { return impl_->try_write(true, const_bytes(text)); }
     std::error_code try_write_binary(const_bytes data) { return impl_->try_write(false, data); }
-    // Queues bytes that are already whole server frames (made once for
-    // many connections, see wsx/asio/broadcast.hpp), or answers would_block
-    // when the send queue holds more than `high_water_mark` bytes.
-    std::error_code try_write_prepared(const_bytes frames, std::size_t high_water_mark) {
-        return impl_->try_write_prepared(frames, high_water_mark);
+    // Queues a message framed once for many connections (see
+    // wsx/asio/broadcast.hpp), or answers would_block when the send queue
+    // holds more than `high_water_mark` bytes.
+    std::error_code try_write_shared(const std::shared_ptr<prepared_message>& m, std::size_t high_water_mark) {
+        return impl_->try_write_shared(m, high_water_mark);
     }
 
     // ---- coroutine forms (wsx::websocket uses these) ---------------------------
@@ -419,8 +419,6 @@ private:
         }
         net_error_code failure; // the transport's error that ended everything
 
-        std::vector<std::uint8_t> write_buffer; // the bytes of the write in flight
-        std::size_t in_flight = 0;
         static constexpr int max_hold_back_turns = 64;
         int hold_back_turns = 0;    // the writer's turns given to the application
         bool writing = false;       // the internal writer runs
@@ -434,7 +432,8 @@ private:
         bool closing_transport = false;
         bool transport_closed = false;
 
-        std::size_t queued() const noexcept { return (conn ? conn->pending_output_size() : 0) + in_flight; }
+        // The bytes of a write in flight stay queued until written.
+        std::size_t queued() const noexcept { return conn ? conn->pending_output_size() : 0; }
         void wake() {
             if (signal) signal->cancel();
         }
@@ -457,7 +456,7 @@ private:
             if (conn) detail::thread_buffer_pool().lend(*conn);
         }
         void reclaim() {
-            if (conn && !reading_into_buffer) detail::thread_buffer_pool().reclaim(*conn);
+            if (conn && !reading_into_buffer && !writing) detail::thread_buffer_pool().reclaim(*conn);
         }
 
         net::awaitable<void> wait_for_change() {
@@ -547,19 +546,17 @@ private:
                 net::post(next.get_executor(), [self] { self->write_when_ready(self); });
                 return;
             }
-            hold_write_buffer();
             write_next(self);
         }
 
-        void hold_write_buffer() {
-            if (write_buffer.capacity() == 0) write_buffer = detail::thread_buffer_pool().take_write_buffer();
-        }
-
         // A write of the writer's ended: on to what was queued meanwhile.
-        void written(const std::shared_ptr<impl>& self, const net_error_code& ec) {
-            in_flight = 0;
-            if (ec) fail_transport(ec);
-            else wake();
+        void written(const std::shared_ptr<impl>& self, const net_error_code& ec, std::size_t n) {
+            if (ec) {
+                fail_transport(ec);
+            } else {
+                conn->consume_output(n);
+                wake();
+            }
             write_next(self);
         }
 
@@ -572,21 +569,26 @@ private:
             return ec ? 0 : std::numeric_limits<std::size_t>::max();
         }
 
+        // At most this many pieces of the send queue go in one write.
+        static constexpr std::size_t max_gather = 8;
+
         void write_next(const std::shared_ptr<impl>& self) {
             if (failure || transport_closed || !conn || conn->pending_output_size() == 0) {
                 writing = false;
-                detail::thread_buffer_pool().give_back_write_buffer(write_buffer);
                 reclaim();
                 wake();
                 return;
             }
-            // The connection may queue more (pongs, other writers' frames)
-            // while this write is in flight, so the bytes move out first: by
-            // swapping buffers, not by copying.
-            conn->take_output(write_buffer);
-            in_flight = write_buffer.size();
-            net::async_write(next, net::buffer(write_buffer.data(), in_flight), write_all_at_once,
-                             [self](const net_error_code& ec, std::size_t) { self->written(self, ec); });
+            // The queued bytes stay where they are until consumed, so the
+            // connection may queue more (pongs, other writers' frames) while
+            // this write is in flight: a gather write straight from the
+            // queue, no copy.
+            std::array<const_bytes, max_gather> pieces;
+            const std::size_t count = conn->pending_output(pieces.data(), pieces.size());
+            std::array<net::const_buffer, max_gather> buffers;
+            for (std::size_t i = 0; i < count; ++i) buffers[i] = net::buffer(pieces[i].data(), pieces[i].size());
+            net::async_write(next, buffers, write_all_at_once,
+                             [self](const net_error_code& ec, std::size_t n) { self->written(self, ec, n); });
         }
 
         // Waits until everything queued was written (or writing failed).
@@ -913,13 +915,9 @@ private:
         }
 
         net::awaitable<net_error_code> write_op(std::shared_ptr<impl> self, bool text, const_bytes data) {
-            for (;;) {
-                if (const net_error_code ec = check_open()) co_return ec;
-                if (queued() <= active_options().max_pending_output) break;
-                // Backpressure: wait for the queue to drain below the low
-                // water mark.
-                while (queued() > low_water_mark && !check_open()) co_await wait_for_change();
-            }
+            // Backpressure: above the high water mark, wait for the queue to
+            // drain below the low one.
+            if (const net_error_code ec = co_await wait_for_room()) co_return ec;
             lend();
             const std::error_code ec = text ? conn->send_text(as_string_view(data)) : conn->send_binary(data);
             if (ec) co_return to_net_error(ec);
@@ -927,38 +925,45 @@ private:
             co_return net_error_code{};
         }
 
-        // Writes go through write_op, or through write_in_place when this
-        // holds (decided before either starts: write_op's frame stays small,
-        // which keeps the heap of many connections compact).
-        bool writes_in_place(std::size_t size) const noexcept {
-            return conn && size >= connection::direct_payload_size && conn->can_send_header(size);
-        }
+        // Writes go through write_op, or through write_borrowed for a
+        // large message (decided before either starts: write_op's frame
+        // stays small, which keeps the heap of many connections compact).
         net::awaitable<net_error_code> write(std::shared_ptr<impl> self, bool text, const_bytes data) {
-            if (writes_in_place(data.size())) return write_in_place(std::move(self), text, data);
+            if (data.size() >= connection::direct_payload_size) return write_borrowed(std::move(self), text, data);
             return write_op(std::move(self), text, data);
         }
 
-        // A large message leaves from the caller's memory, without a copy:
-        // its header, with whatever was queued before it, and its payload
-        // go in one gather write, and the operation completes once they are
+        // Waits while the send queue is above its high water mark, until it
+        // is back under the low one (or no write can start).
+        net::awaitable<net_error_code> wait_for_room() {
+            for (;;) {
+                if (const net_error_code ec = check_open()) co_return ec;
+                if (queued() <= active_options().max_pending_output) co_return net_error_code{};
+                while (queued() > low_water_mark && !check_open()) co_await wait_for_change();
+            }
+        }
+
+        // A large message leaves from the caller's memory when the
+        // connection can send it as given (connection::send_borrowed): the
+        // queue references it, and the operation completes once it was
         // written (the caller's bytes must stay until then).
-        net::awaitable<net_error_code> write_in_place(std::shared_ptr<impl> self, bool text, const_bytes data) {
-            // Nothing may slip in between the header and the payload: this
-            // write takes the writer's place once the writer is idle.
-            while (writing && !check_open()) co_await wait_for_change();
-            if (const net_error_code ec = check_open()) co_return ec;
+        net::awaitable<net_error_code> write_borrowed(std::shared_ptr<impl> self, bool text, const_bytes data) {
+            if (const net_error_code ec = co_await wait_for_room()) co_return ec;
             lend();
-            if (const std::error_code ec = conn->send_header(text, data.size())) co_return to_net_error(ec);
-            writing = true;
-            hold_write_buffer();
-            conn->take_output(write_buffer);
-            in_flight = write_buffer.size() + data.size();
-            const std::array<net::const_buffer, 2> buffers{net::buffer(write_buffer.data(), write_buffer.size()),
-                                                           net::buffer(data.data(), data.size())};
-            net_error_code ec;
-            co_await net::async_write(next, buffers, write_all_at_once, net::redirect_error(net::use_awaitable, ec));
-            written(self, ec); // then the writer is idle again, or writes what was queued meanwhile
-            co_return ec;
+            bool borrowed = false;
+            if (const std::error_code ec = conn->send_borrowed(text, data, borrowed)) co_return to_net_error(ec);
+            start_writer(self);
+            if (!borrowed) co_return net_error_code{};
+            const std::uint64_t end = conn->output_queued();
+            for (;;) {
+                if (failure || transport_closed) {
+                    // A write may still be reading the caller's bytes.
+                    while (writing) co_await wait_for_change();
+                    co_return failure ? failure : to_net_error(error::connection_closed);
+                }
+                if (conn->output_written() >= end) co_return net_error_code{};
+                co_await wait_for_change();
+            }
         }
 
         std::error_code try_write(bool text, const_bytes data) {
@@ -970,13 +975,13 @@ private:
             return ec;
         }
 
-        // Frames made once for many connections (a broadcast): queued as
-        // they are, unless the queue is above `high_water_mark`.
-        std::error_code try_write_prepared(const_bytes frames, std::size_t high_water_mark) {
+        // A message framed once for many connections (a broadcast): its
+        // frame referenced, unless the queue is above `high_water_mark`.
+        std::error_code try_write_shared(const std::shared_ptr<prepared_message>& m, std::size_t high_water_mark) {
             if (const net_error_code ec = check_open()) return to_std_error(ec);
             if (queued() > high_water_mark) return error::would_block;
             lend();
-            const std::error_code ec = conn->send_prepared(frames);
+            const std::error_code ec = conn->send_shared(m);
             if (!ec) start_writer(this->shared_from_this());
             return ec;
         }

@@ -14,6 +14,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -33,7 +34,6 @@ public:
         messages_.reserve(max_kept);
         outputs_.reserve(max_kept);
         scratches_.reserve(max_kept);
-        writes_.reserve(max_kept);
     }
 
     // Gives `c` a buffer of each kind it lacks.
@@ -61,46 +61,45 @@ public:
         return true;
     }
 
-    // The adapter's own write buffer.
-    std::vector<std::uint8_t> take_write_buffer() {
-        std::vector<std::uint8_t> v;
-        take(writes_, v);
-        return v;
-    }
-    void give_back_write_buffer(std::vector<std::uint8_t>& v) { put(writes_, v); }
-
     std::size_t kept() const noexcept {
-        return inputs_.size() + messages_.size() + outputs_.size() + scratches_.size() + writes_.size();
+        return inputs_.size() + messages_.size() + outputs_.size() + scratches_.size();
     }
     std::size_t kept_bytes() const noexcept { return kept_bytes_; }
 
 private:
-    template <class Vector>
-    void take(std::vector<Vector>& from, Vector& into) noexcept {
+    static std::size_t bytes_of(const std::vector<std::uint8_t>& v) noexcept { return v.capacity(); }
+    static std::size_t bytes_of(const std::string& v) noexcept {
+        // A string's own small buffer is not worth keeping.
+        return v.capacity() > std::string().capacity() ? v.capacity() : 0;
+    }
+    static std::size_t bytes_of(const output_queue::storage& v) noexcept {
+        return v.bytes.capacity() + v.segments.capacity() * sizeof(output_queue::segment);
+    }
+
+    template <class Buffer>
+    void take(std::vector<Buffer>& from, Buffer& into) noexcept {
         if (from.empty()) return;
         into = std::move(from.back());
         from.pop_back();
-        kept_bytes_ -= into.capacity();
+        kept_bytes_ -= bytes_of(into);
     }
-    template <class Vector>
-    void put(std::vector<Vector>& into, Vector& v) {
-        // A string's own small buffer is not worth keeping.
-        const std::size_t bytes = v.capacity() > Vector().capacity() ? v.capacity() : 0;
+    template <class Buffer>
+    void put(std::vector<Buffer>& into, Buffer& v) {
+        const std::size_t bytes = bytes_of(v);
         if (bytes == 0) return;
         if (into.size() < max_kept && bytes <= max_kept_bytes - kept_bytes_) {
             kept_bytes_ += bytes;
             into.push_back(std::move(v));
         }
-        Vector().swap(v); // freed unless kept
+        v = Buffer(); // freed unless kept
     }
 
     std::size_t kept_bytes_ = 0;
 
-    std::vector<decltype(connection::buffer_set::input)> inputs_;
-    std::vector<decltype(connection::buffer_set::message)> messages_;
-    std::vector<decltype(connection::buffer_set::output)> outputs_;
-    std::vector<decltype(connection::buffer_set::scratch)> scratches_;
-    std::vector<std::vector<std::uint8_t>> writes_;
+    std::vector<std::vector<std::uint8_t>> inputs_;
+    std::vector<std::string> messages_;
+    std::vector<output_queue::storage> outputs_;
+    std::vector<std::vector<std::uint8_t>> scratches_;
 };
 
 inline buffer_pool& thread_buffer_pool() {

@@ -39,6 +39,7 @@
 #include <wsx/error.hpp>
 #include <wsx/handshake.hpp>
 #include <wsx/message.hpp>
+#include <wsx/prepared_message.hpp>
 
 #include <atomic>
 #include <cstddef>
@@ -157,7 +158,7 @@ public:
     virtual void read_then(message& out, std::function<void(net_error_code)> done) = 0;
     virtual net::awaitable<net_error_code> write(bool text, const_bytes data) = 0;
     virtual std::error_code try_write(bool text, const_bytes data) = 0;
-    virtual std::error_code try_write_prepared(const_bytes frames, std::size_t high_water_mark) = 0;
+    virtual std::error_code try_write_shared(const std::shared_ptr<prepared_message>& m, std::size_t high_water_mark) = 0;
     virtual net::awaitable<net_error_code> ping(const_bytes payload) = 0;
     virtual net::awaitable<net_error_code> close(close_code code, std::string reason) = 0;
     // Starts the closing handshake without waiting for it (on the executor).

@@ -59,8 +59,8 @@ public:
     std::error_code try_write(bool text, const_bytes data) override {
         return text ? stream.try_write_text(as_string_view(data)) : stream.try_write_binary(data);
     }
-    std::error_code try_write_prepared(const_bytes frames, std::size_t high_water_mark) override {
-        return stream.try_write_prepared(frames, high_water_mark);
+    std::error_code try_write_shared(const std::shared_ptr<prepared_message>& m, std::size_t high_water_mark) override {
+        return stream.try_write_shared(m, high_water_mark);
     }
     net::awaitable<net_error_code> ping(const_bytes payload) override { return stream.co_ping(payload); }
     net::awaitable<net_error_code> close(close_code code, std::string reason) override {
