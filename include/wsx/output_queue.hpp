@@ -38,10 +38,21 @@ public:
         std::uint32_t block = 0;            // owned: the block's number
         bool owned = false;
     };
-    // The memory of an empty queue, for a pool to keep between uses.
+    // Owned bytes live in blocks, filled in order and freed (the last one
+    // reused) once every segment in them was consumed. bytes.size() is the
+    // block's room: growing it zero-fills once, not per frame.
+    struct block {
+        std::vector<std::uint8_t> bytes;
+        std::size_t used = 0;
+        std::size_t live = 0; // owned segments still waiting in it
+        std::uint32_t number = 0;
+    };
+    // The memory of an empty queue, for a pool to keep between uses: an
+    // idle queue holds none.
     struct storage {
         std::vector<std::uint8_t> bytes;
         std::vector<segment> segments;
+        std::vector<block> blocks; // capacity only
     };
 
     // Bytes waiting, and the positions in the stream of all bytes ever
@@ -143,11 +154,15 @@ public:
             into.bytes = std::move(largest->bytes);
         }
         blocks_.clear();
+        into.blocks = std::move(blocks_);
+        into.blocks.clear();
+        blocks_ = {};
         exposed_ = false;
         return true;
     }
     void adopt(storage& from) noexcept {
         if (segments_.capacity() == 0 && size_ == 0) std::swap(segments_, from.segments);
+        if (blocks_.capacity() == 0 && blocks_.empty()) std::swap(blocks_, from.blocks);
         if (blocks_.empty() && !from.bytes.empty()) {
             blocks_.push_back(block{std::move(from.bytes), 0, 0, next_number_++});
             from.bytes = {};
@@ -156,22 +171,13 @@ public:
 
     // Memory held (for tests and measurements).
     std::size_t capacity() const noexcept {
-        std::size_t total = segments_.capacity() * sizeof(segment);
+        std::size_t total = segments_.capacity() * sizeof(segment) + blocks_.capacity() * sizeof(block);
         for (const block& b : blocks_) total += b.bytes.capacity();
         return total;
     }
 
 private:
-    // Owned bytes live in blocks, filled in order and freed (the last one
-    // reused) once every segment in them was consumed. bytes.size() is the
-    // block's room: growing it zero-fills once, not per frame.
-    struct block {
-        std::vector<std::uint8_t> bytes;
-        std::size_t used = 0;
-        std::size_t live = 0; // owned segments still waiting in it
-        std::uint32_t number = 0;
-    };
-    static constexpr std::size_t min_block = 4096;
+    static constexpr std::size_t min_block = 256;
     static constexpr std::size_t max_spare = 1024 * 1024; // room made beyond what is asked
 
     block& room_for(std::size_t n) {

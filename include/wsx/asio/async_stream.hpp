@@ -585,10 +585,21 @@ private:
             // queue, no copy.
             std::array<const_bytes, max_gather> pieces;
             const std::size_t count = conn->pending_output(pieces.data(), pieces.size());
-            std::array<net::const_buffer, max_gather> buffers;
-            for (std::size_t i = 0; i < count; ++i) buffers[i] = net::buffer(pieces[i].data(), pieces[i].size());
-            net::async_write(next, buffers, write_all_at_once,
-                             [self](const net_error_code& ec, std::size_t n) { self->written(self, ec, n); });
+            auto done = [self](const net_error_code& ec, std::size_t n) { self->written(self, ec, n); };
+            // The operation holds its buffers: one piece (the usual case) or
+            // two (a header and a borrowed payload) keep it small, and so
+            // the memory the next operation recycles.
+            if (count == 1) {
+                net::async_write(next, net::buffer(pieces[0].data(), pieces[0].size()), write_all_at_once, done);
+            } else if (count == 2) {
+                const std::array<net::const_buffer, 2> buffers{net::buffer(pieces[0].data(), pieces[0].size()),
+                                                               net::buffer(pieces[1].data(), pieces[1].size())};
+                net::async_write(next, buffers, write_all_at_once, done);
+            } else {
+                std::array<net::const_buffer, max_gather> buffers;
+                for (std::size_t i = 0; i < count; ++i) buffers[i] = net::buffer(pieces[i].data(), pieces[i].size());
+                net::async_write(next, buffers, write_all_at_once, done);
+            }
         }
 
         // Waits until everything queued was written (or writing failed).

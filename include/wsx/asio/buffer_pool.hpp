@@ -73,7 +73,8 @@ private:
         return v.capacity() > std::string().capacity() ? v.capacity() : 0;
     }
     static std::size_t bytes_of(const output_queue::storage& v) noexcept {
-        return v.bytes.capacity() + v.segments.capacity() * sizeof(output_queue::segment);
+        return v.bytes.capacity() + v.segments.capacity() * sizeof(output_queue::segment) +
+               v.blocks.capacity() * sizeof(output_queue::block);
     }
 
     template <class Buffer>

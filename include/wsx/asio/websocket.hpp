@@ -552,12 +552,21 @@ private:
 
     close_status status_for(const std::error_code& ec) const { return backend_->reported_status(ec); }
 
+    // Most sends are queued at once, without an operation of their own;
+    // one that must wait for room (or a large one, written from the
+    // caller's memory) goes through the backend's write.
     net::awaitable<void> send_or_throw(bool text, const_bytes data) {
-        const net_error_code ec = co_await backend_->write(text, data);
-        if (ec) throw_connection_closed(status_for(to_std_error(ec)));
+        std::error_code ec;
+        if (!send_now(text, data, ec)) ec = to_std_error(co_await backend_->write(text, data));
+        if (ec) throw_connection_closed(status_for(ec));
     }
     net::awaitable<void> send_with_error(bool text, const_bytes data, std::error_code& ec) {
-        ec = to_std_error(co_await backend_->write(text, data));
+        if (!send_now(text, data, ec)) ec = to_std_error(co_await backend_->write(text, data));
+    }
+    bool send_now(bool text, const_bytes data, std::error_code& ec) {
+        if (data.size() >= connection::direct_payload_size) return false;
+        ec = backend_->try_write(text, data);
+        return ec != error::would_block;
     }
 
     std::shared_ptr<detail::websocket_backend> backend_;
