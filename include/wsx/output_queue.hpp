@@ -188,7 +188,8 @@ private:
                 // None of its bytes is in a writer's hands: it may move.
                 if (last.live == 0) last.used = 0;
                 const std::size_t need = last.used + n;
-                if (last.bytes.size() < need) last.bytes.resize(std::max(need, std::min(2 * last.bytes.size(), need + max_spare)));
+                if (last.bytes.size() < need)
+                    last.bytes.resize(std::max(need, std::min(2 * last.bytes.size(), need + max_spare)));
                 return last;
             }
         }

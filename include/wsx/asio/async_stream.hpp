@@ -470,96 +470,6 @@ private:
             if (--signal_waiters == 0) signal.reset();
         }
 
-        // The object that owned us is gone (or replaced): stop everything.
-        void abort() {
-            if (!failure) failure = net::error::operation_aborted;
-            ended = true;
-            transport_closed = true;
-            detail::close_lowest_layer(next);
-            deadline_timer.cancel();
-            wake();
-        }
-
-        void start(role r, std::shared_ptr<const connection_options> settings) {
-            conn.reset();
-            conn.emplace(r, std::move(settings));
-            failure = {};
-            ended = closing_transport = transport_closed = close_pending = false;
-            conn->tick(clock_type::now());
-        }
-
-        void start_driver(std::shared_ptr<impl> self) {
-            if (driver_running) return;
-            driver_running = true;
-            arm_driver(std::move(self));
-        }
-
-        // Ticks the connection at each deadline it names: open and close
-        // timeouts, keepalive pings and their pong timeout. A callback rather
-        // than a coroutine: an idle connection keeps only the timer's wait.
-        // rearm_driver() cancels the wait; the callback then arms it again.
-        void arm_driver(std::shared_ptr<impl> self) {
-            if (ended || !conn) {
-                driver_running = false;
-                return;
-            }
-            const std::optional<time_point> deadline = conn->next_deadline();
-            deadline_timer.expires_at(deadline ? *deadline : net::steady_timer::time_point::max());
-            deadline_timer.async_wait([self = std::move(self)](const net_error_code&) mutable {
-                impl& me = *self;
-                if (me.ended || !me.conn) {
-                    me.driver_running = false;
-                    return;
-                }
-                me.lend();
-                me.conn->tick(clock_type::now());
-                me.start_writer(self);
-                if (me.conn->transport_action() == transport_action::close) {
-                    me.driver_running = false;
-                    net::co_spawn(me.next.get_executor(), me.finish_transport(self), net::detached);
-                    return;
-                }
-                if (!me.writing) me.reclaim();
-                me.arm_driver(std::move(self));
-            });
-        }
-
-        void start_writer(const std::shared_ptr<impl>& self) {
-            if (writing || failure || transport_closed || !conn || conn->pending_output_size() == 0) return;
-            writing = true;
-            hold_back_turns = 0;
-            net::post(next.get_executor(), [self] { self->write_when_ready(self); });
-        }
-
-        // The one writer drains the connection's send queue: callbacks, not a
-        // coroutine, so that a write costs no coroutine frame or spawn.
-        // Whatever else runs now may queue frames too: they leave together,
-        // in one write. While the application holds a message it was just
-        // handed, or more were read and wait to be handed out (an echo
-        // answers each), it gets a bounded number of turns to queue those
-        // answers too; once it reads again, or has nothing to answer (a
-        // handshake, a feed that only writes), the write starts at once.
-        void write_when_ready(const std::shared_ptr<impl>& self) {
-            if (hold_back_turns < max_hold_back_turns && conn && !failure && !transport_closed && !read_pending &&
-                (message_in_hand || conn->buffered_input() > 0)) {
-                ++hold_back_turns;
-                net::post(next.get_executor(), [self] { self->write_when_ready(self); });
-                return;
-            }
-            write_next(self);
-        }
-
-        // A write of the writer's ended: on to what was queued meanwhile.
-        void written(const std::shared_ptr<impl>& self, const net_error_code& ec, std::size_t n) {
-            if (ec) {
-                fail_transport(ec);
-            } else {
-                conn->consume_output(n);
-                wake();
-            }
-            write_next(self);
-        }
-
         // Asio's own transfer_all() hands the stream at most 64 KiB a call:
         // a 1 MiB message then costs 17 send() calls, and the kernel's
         // per-call work (pushing, waking the peer) 17 times. Each call here
@@ -572,461 +482,57 @@ private:
         // At most this many pieces of the send queue go in one write.
         static constexpr std::size_t max_gather = 8;
 
-        void write_next(const std::shared_ptr<impl>& self) {
-            if (failure || transport_closed || !conn || conn->pending_output_size() == 0) {
-                writing = false;
-                reclaim();
-                wake();
-                return;
-            }
-            // The queued bytes stay where they are until consumed, so the
-            // connection may queue more (pongs, other writers' frames) while
-            // this write is in flight: a gather write straight from the
-            // queue, no copy.
-            std::array<const_bytes, max_gather> pieces;
-            const std::size_t count = conn->pending_output(pieces.data(), pieces.size());
-            auto done = [self](const net_error_code& ec, std::size_t n) { self->written(self, ec, n); };
-            // The operation holds its buffers: one piece (the usual case) or
-            // two (a header and a borrowed payload) keep it small, and so
-            // the memory the next operation recycles.
-            if (count == 1) {
-                net::async_write(next, net::buffer(pieces[0].data(), pieces[0].size()), write_all_at_once, done);
-            } else if (count == 2) {
-                const std::array<net::const_buffer, 2> buffers{net::buffer(pieces[0].data(), pieces[0].size()),
-                                                               net::buffer(pieces[1].data(), pieces[1].size())};
-                net::async_write(next, buffers, write_all_at_once, done);
-            } else {
-                std::array<net::const_buffer, max_gather> buffers;
-                for (std::size_t i = 0; i < count; ++i) buffers[i] = net::buffer(pieces[i].data(), pieces[i].size());
-                net::async_write(next, buffers, write_all_at_once, done);
-            }
-        }
-
-        // Waits until everything queued was written (or writing failed).
-        net::awaitable<void> flush(std::shared_ptr<impl> self) {
-            while (!failure && !transport_closed && (writing || (conn && conn->pending_output_size() > 0))) {
-                start_writer(self);
-                co_await wait_for_change();
-            }
-        }
-
-        void fail_transport(const net_error_code& ec) {
-            if (!failure) failure = ec;
-            // The core keeps its own reason when it failed first (after a
-            // keepalive timeout the transport is ended under a writer stuck
-            // on a peer that does not read, and this error is only the echo).
-            if (conn) conn->receive_transport_error(to_std_error(ec));
-            ended = true;
-            transport_closed = true;
-            detail::close_lowest_layer(next);
-            deadline_timer.cancel();
-            wake();
-        }
-
-        // Lets queued frames leave (bounded by the close timeout), then ends
-        // the layer.
-        net::awaitable<void> finish_transport(std::shared_ptr<impl> self) {
-            if (closing_transport) {
-                while (!transport_closed) co_await wait_for_change();
-                co_return;
-            }
-            closing_transport = true;
-            const duration close_timeout = active_options().close_timeout;
-            const duration limit = close_timeout.count() > 0 ? close_timeout : duration(10000);
-            if (writing || (conn && conn->pending_output_size() > 0)) {
-                net::steady_timer guard(next.get_executor());
-                guard.expires_after(limit);
-                guard.async_wait([self](const net_error_code& ec) {
-                    if (!ec) detail::close_lowest_layer(self->next);
-                });
-                co_await flush(self);
-                guard.cancel();
-            }
-            if (!transport_closed) co_await teardown_type::teardown(next, !read_pending, limit);
-            transport_closed = true;
-            ended = true;
-            deadline_timer.cancel();
-            wake();
-        }
-
-        // The connection's next event; what it queued is handed to the writer.
-        event poll_event(const std::shared_ptr<impl>& self, bool write = true) {
-            lend();
-            conn->tick(clock_type::now());
-            event ev = conn->next_event();
-            if (write) start_writer(self);
-            rearm_driver();
-            return ev;
-        }
-
-        // Wakes the driver when the connection's next deadline moved
-        // earlier than the one it sleeps until (the connection opened, a
-        // pong arrived, a close started).
-        void rearm_driver() {
-            const std::optional<time_point> deadline = conn->next_deadline();
-            if (deadline && *deadline < deadline_timer.expiry()) deadline_timer.cancel();
-        }
-
-        // The first read of a server: the request has usually arrived by the
-        // time the connection is accepted, so it is read at once rather than
-        // after a wait for readability (one trip through the reactor less).
-        // Into a small buffer of this frame, not a lent one: a peer that
-        // connects and sends nothing holds no connection buffer.
-        net::awaitable<net_error_code> read_request_start() {
-            std::uint8_t start_bytes[1024];
-            net_error_code ec;
-            read_pending = true;
-            const std::size_t n = co_await next.async_read_some(net::buffer(start_bytes, sizeof start_bytes),
-                                                                net::redirect_error(net::use_awaitable, ec));
-            read_pending = false;
-            lend();
-            conn->receive(const_bytes(start_bytes, n));
-            co_return take_end_of_stream(ec);
-        }
-
-        // Reads from the layer straight into the connection's buffer.
-        net::awaitable<net_error_code> read_more() {
-            net_error_code ec;
-            if constexpr (detail::is_plain_socket<next_layer_type>::value) {
-                if (wait_before_read()) {
-                    co_await next.async_wait(net::socket_base::wait_read, net::redirect_error(net::use_awaitable, ec));
-                    read_pending = false;
-                    if (ec) co_return ec;
-                }
-            }
-            const mutable_bytes area = begin_read();
-            const std::size_t n = co_await next.async_read_some(net::buffer(area.data(), area.size()),
-                                                                net::redirect_error(net::use_awaitable, ec));
-            co_return end_read(n, ec);
-        }
-
-        // A read in three steps (read_loop inlines them to keep idle
-        // connections one coroutine frame lighter). First: with nothing half
-        // read on a plain socket, wait for bytes holding no buffer (the
-        // writer gives the rest back once it is done).
-        bool wait_before_read() {
-            if (!conn->input_idle()) return false;
-            reclaim();
-            read_pending = true;
-            return true;
-        }
-        mutable_bytes begin_read() {
-            lend();
-            read_pending = true;
-            reading_into_buffer = true;
-            return conn->prepare(conn->read_size_hint());
-        }
-        net_error_code end_read(std::size_t n, net_error_code ec) {
-            read_pending = false;
-            reading_into_buffer = false;
-            conn->commit(n);
-            return take_end_of_stream(ec);
-        }
-        // The layer's end of stream is the peer's EOF for the connection,
-        // not an error.
-        net_error_code take_end_of_stream(net_error_code ec) {
-            if (!ec || !teardown_type::is_end_of_stream(ec)) return ec;
-            conn->receive_eof();
-            return {};
-        }
-
-        // After a failed read: true when the connection ended the transport
-        // itself (a timeout) and has its close event (taken: finish_close()
-        // next); else the layer's failure ends the stream.
-        bool closed_after_read_error(const std::shared_ptr<impl>& self, const net_error_code& ec) {
-            const event ev = poll_event(self);
-            if (ev.type == event_type::close) {
-                close_pending = true; // the read that ends the transport: finish_close()
-                return true;
-            }
-            fail_transport(ec);
-            return false;
-        }
-        net::awaitable<net_error_code> after_read_error(std::shared_ptr<impl> self, net_error_code ec) {
-            if (closed_after_read_error(self, ec)) co_return co_await finish_close(self);
-            co_return ec;
-        }
-
-
-        // After the close event: let the server end TCP first where it
-        // should, then end the layer (after the close reply, which the
-        // writer is already sending, has left).
-        net::awaitable<net_error_code> finish_close(std::shared_ptr<impl> self) {
-            close_pending = false;
-            const std::error_code ended_with = conn->status().ec;
-            const std::error_code result = ended_with ? ended_with : make_error_code(error::connection_closed);
-            deadline_timer.cancel(); // the close deadline may have changed
-            // RFC 6455 §7.1.1: "the underlying TCP connection, in most normal
-            // cases, SHOULD be closed first by the server"; the client, done
-            // writing, shuts down its sending side once its close frame has
-            // left and reads until the server does (the driver ends the wait
-            // at the close timeout).
-            if (conn->transport_action() == transport_action::shutdown_write) {
-                co_await flush(self);
-                if constexpr (detail::is_plain_socket<next_layer_type>::value) {
-                    net_error_code ignored;
-                    if (!failure && !transport_closed) next.shutdown(net::socket_base::shutdown_send, ignored);
-                }
-            }
-            std::uint8_t discard[4096];
-            while (!failure && !transport_closed && conn->transport_action() != transport_action::close) {
-                net_error_code ec;
-                read_pending = true;
-                const std::size_t n = co_await next.async_read_some(net::buffer(discard, sizeof discard),
-                                                                    net::redirect_error(net::use_awaitable, ec));
-                read_pending = false;
-                if (ec || n == 0) break;
-            }
-            co_await finish_transport(self);
-            co_return to_net_error(result);
-        }
-
         net_error_code check_open() const {
             if (failure) return failure;
             if (!conn || ended || conn->get_state() != state::open) return to_net_error(error::connection_closed);
             return {};
         }
 
-        // ---- operations ------------------------------------------------------
-
-        net::awaitable<net_error_code> accept_op(std::shared_ptr<impl> self) {
-            start(role::server, take_options());
-            start_driver(self);
-            bool first_read = true;
-            for (;;) {
-                const event ev = poll_event(self);
-                if (ev.type == event_type::request) {
-                    accept_options answer;
-                    std::optional<http_reply> refusal;
-                    if (hooks && hooks->upgrade) refusal = hooks->upgrade(conn->request(), answer);
-                    // An answer that cannot be sent makes the core answer 500.
-                    if (refusal) conn->reject(refusal->status, refusal->body, refusal->headers);
-                    else conn->accept(std::move(answer));
-                    rearm_driver();
-                    co_await flush(self);
-                    if (failure) co_return failure;
-                    if (conn->get_state() == state::open) {
-                        reclaim();
-                        co_return net_error_code{};
-                    }
-                    continue; // refused: the close event follows
-                }
-                if (ev.type == event_type::http_request) {
-                    // Not an upgrade: the HTTP handler's reply, else the
-                    // core's refusal (426 for a plain GET).
-                    if (hooks && hooks->http) {
-                        const http_reply reply = hooks->http(conn->request());
-                        conn->reject(reply.status, reply.body, reply.headers);
-                    } else {
-                        conn->refuse();
-                    }
-                    continue;
-                }
-                if (ev.type == event_type::close) {
-                    const std::error_code result = ev.ec;
-                    co_await finish_transport(self);
-                    if (failure) co_return failure;
-                    co_return to_net_error(result ? result : make_error_code(error::connection_closed));
-                }
-                if (ev) continue;
-                const net_error_code ec = first_read ? co_await read_request_start() : co_await read_more();
-                first_read = false;
-                if (ec) {
-                    fail_transport(ec);
-                    const event closed = poll_event(self, false);
-                    if (closed.type == event_type::close && closed.ec != to_std_error(ec)) co_return to_net_error(closed.ec);
-                    co_return ec;
-                }
-            }
-        }
-
-        net::awaitable<net_error_code> handshake_op(std::shared_ptr<impl> self, client_request_options request,
-                                                   bool valid) {
-            if (!valid) co_return to_net_error(std::make_error_code(std::errc::invalid_argument));
-            start(role::client, take_options());
-            if (const std::error_code started = conn->start_handshake(std::move(request))) {
-                conn.reset();
-                co_return to_net_error(started);
-            }
-            start_driver(self);
-            for (;;) {
-                const event ev = poll_event(self);
-                if (ev.type == event_type::response && conn->get_state() == state::open) {
-                    co_await flush(self);
-                    reclaim();
-                    co_return failure;
-                }
-                if (ev.type == event_type::close) {
-                    const std::error_code result = ev.ec;
-                    co_await finish_transport(self);
-                    co_return to_net_error(result ? result : make_error_code(error::handshake_rejected));
-                }
-                if (ev) continue;
-                const net_error_code ec = co_await read_more();
-                if (ec) co_return co_await after_read_error(self, ec);
-            }
-        }
-
-        // Before a read of messages: the error when none can start, else
-        // the stream is marked as reading (one read at a time).
-        net_error_code begin_message_read() {
-            if (failure) return failure;
-            const bool over = !conn || ended || conn->get_state() == state::connecting || conn->get_state() == state::closed;
-            if (over && !close_pending) return to_net_error(error::connection_closed);
-            if (reading) return to_net_error(std::make_error_code(std::errc::operation_in_progress));
-            reading = true;
-            message_in_hand = false;
-            return {};
-        }
-        void end_message_read() {
-            reading = false;
-            wake();
-        }
-
+        // What poll_read() found.
         enum class read_result : std::uint8_t { none, message, close };
 
-        // Hands out what the connection already has: the next message into
-        // *out (without `out` messages are dropped: a close waiting for the
-        // peer's answer), pings and pongs to the control callback, and the
-        // close event, which is recorded (close_pending) for the read that
-        // ends the transport.
-        read_result poll_read(const std::shared_ptr<impl>& self, message* out) {
-            if (close_pending) return read_result::close;
-            for (;;) {
-                const event ev = poll_event(self);
-                switch (ev.type) {
-                case event_type::message:
-                    if (out == nullptr) continue;
-                    out->text = ev.text;
-                    conn->take_message(ev, out->data);
-                    if (!writing) reclaim();
-                    message_in_hand = true;
-                    return read_result::message;
-                case event_type::ping:
-                case event_type::pong:
-                    if (hooks && hooks->control) hooks->control(ev.type, ev.data);
-                    continue;
-                case event_type::close:
-                    close_pending = true; // the read that ends the transport: finish_close()
-                    return read_result::close;
-                case event_type::none:
-                    return read_result::none;
-                default:
-                    continue;
-                }
-            }
-        }
+        // ---- the writer (wsx/asio/impl/stream_write.hpp)
+        void start_driver(std::shared_ptr<impl> self);
+        void arm_driver(std::shared_ptr<impl> self);
+        void start_writer(const std::shared_ptr<impl>& self);
+        void write_when_ready(const std::shared_ptr<impl>& self);
+        void written(const std::shared_ptr<impl>& self, const net_error_code& ec, std::size_t n);
+        void write_next(const std::shared_ptr<impl>& self);
+        net::awaitable<void> flush(std::shared_ptr<impl> self);
+        void fail_transport(const net_error_code& ec);
+        net::awaitable<void> finish_transport(std::shared_ptr<impl> self);
+        net::awaitable<net_error_code> write_op(std::shared_ptr<impl> self, bool text, const_bytes data);
+        net::awaitable<net_error_code> write(std::shared_ptr<impl> self, bool text, const_bytes data);
+        net::awaitable<net_error_code> wait_for_room();
+        net::awaitable<net_error_code> write_borrowed(std::shared_ptr<impl> self, bool text, const_bytes data);
+        std::error_code try_write(bool text, const_bytes data);
+        std::error_code try_write_shared(const std::shared_ptr<prepared_message>& m, std::size_t high_water_mark);
+        net::awaitable<net_error_code> ping_op(std::shared_ptr<impl> self, std::vector<std::uint8_t> payload);
 
-        bool try_read(const std::shared_ptr<impl>& self, message& out, net_error_code& result) {
-            result = begin_message_read();
-            if (result) return true;
-            const bool got = poll_read(self, &out) == read_result::message;
-            end_message_read();
-            return got;
-        }
+        // ---- reading (wsx/asio/impl/stream_read.hpp)
+        event poll_event(const std::shared_ptr<impl>& self, bool write = true);
+        void rearm_driver();
+        net::awaitable<net_error_code> read_request_start();
+        net::awaitable<net_error_code> read_more();
+        bool wait_before_read();
+        mutable_bytes begin_read();
+        net_error_code end_read(std::size_t n, net_error_code ec);
+        net_error_code take_end_of_stream(net_error_code ec);
+        bool closed_after_read_error(const std::shared_ptr<impl>& self, const net_error_code& ec);
+        net::awaitable<net_error_code> after_read_error(std::shared_ptr<impl> self, net_error_code ec);
+        net::awaitable<net_error_code> finish_close(std::shared_ptr<impl> self);
+        net_error_code begin_message_read();
+        void end_message_read();
+        read_result poll_read(const std::shared_ptr<impl>& self, message* out);
+        bool try_read(const std::shared_ptr<impl>& self, message& out, net_error_code& result);
 
-        net::awaitable<net_error_code> write_op(std::shared_ptr<impl> self, bool text, const_bytes data) {
-            // Backpressure: above the high water mark, wait for the queue to
-            // drain below the low one.
-            if (const net_error_code ec = co_await wait_for_room()) co_return ec;
-            lend();
-            const std::error_code ec = text ? conn->send_text(as_string_view(data)) : conn->send_binary(data);
-            if (ec) co_return to_net_error(ec);
-            start_writer(self);
-            co_return net_error_code{};
-        }
-
-        // Writes go through write_op, or through write_borrowed for a
-        // large message (decided before either starts: write_op's frame
-        // stays small, which keeps the heap of many connections compact).
-        net::awaitable<net_error_code> write(std::shared_ptr<impl> self, bool text, const_bytes data) {
-            if (data.size() >= connection::direct_payload_size) return write_borrowed(std::move(self), text, data);
-            return write_op(std::move(self), text, data);
-        }
-
-        // Waits while the send queue is above its high water mark, until it
-        // is back under the low one (or no write can start).
-        net::awaitable<net_error_code> wait_for_room() {
-            for (;;) {
-                if (const net_error_code ec = check_open()) co_return ec;
-                if (queued() <= active_options().max_pending_output) co_return net_error_code{};
-                while (queued() > low_water_mark && !check_open()) co_await wait_for_change();
-            }
-        }
-
-        // A large message leaves from the caller's memory when the
-        // connection can send it as given (connection::send_borrowed): the
-        // queue references it, and the operation completes once it was
-        // written (the caller's bytes must stay until then).
-        net::awaitable<net_error_code> write_borrowed(std::shared_ptr<impl> self, bool text, const_bytes data) {
-            if (const net_error_code ec = co_await wait_for_room()) co_return ec;
-            lend();
-            bool borrowed = false;
-            if (const std::error_code ec = conn->send_borrowed(text, data, borrowed)) co_return to_net_error(ec);
-            start_writer(self);
-            if (!borrowed) co_return net_error_code{};
-            const std::uint64_t end = conn->output_queued();
-            for (;;) {
-                if (failure || transport_closed) {
-                    // A write may still be reading the caller's bytes.
-                    while (writing) co_await wait_for_change();
-                    co_return failure ? failure : to_net_error(error::connection_closed);
-                }
-                if (conn->output_written() >= end) co_return net_error_code{};
-                co_await wait_for_change();
-            }
-        }
-
-        std::error_code try_write(bool text, const_bytes data) {
-            if (const net_error_code ec = check_open()) return to_std_error(ec);
-            if (queued() > active_options().max_pending_output) return error::would_block;
-            lend();
-            const std::error_code ec = text ? conn->send_text(as_string_view(data)) : conn->send_binary(data);
-            if (!ec) start_writer(this->shared_from_this());
-            return ec;
-        }
-
-        // A message framed once for many connections (a broadcast): its
-        // frame referenced, unless the queue is above `high_water_mark`.
-        std::error_code try_write_shared(const std::shared_ptr<prepared_message>& m, std::size_t high_water_mark) {
-            if (const net_error_code ec = check_open()) return to_std_error(ec);
-            if (queued() > high_water_mark) return error::would_block;
-            lend();
-            const std::error_code ec = conn->send_shared(m);
-            if (!ec) start_writer(this->shared_from_this());
-            return ec;
-        }
-
-        net::awaitable<net_error_code> ping_op(std::shared_ptr<impl> self, std::vector<std::uint8_t> payload) {
-            if (const net_error_code ec = check_open()) co_return ec;
-            lend();
-            if (const std::error_code ec = conn->send_ping(payload)) co_return to_net_error(ec);
-            start_writer(self);
-            co_return net_error_code{};
-        }
-
-        net::awaitable<net_error_code> close_op(std::shared_ptr<impl> self, close_code code, std::string reason) {
-            if (failure) co_return failure;
-            if (!conn || ended) co_return to_net_error(error::connection_closed);
-            lend();
-            // The close timeout counts from now, not from the last tick.
-            conn->tick(clock_type::now());
-            conn->close(code, reason);
-            deadline_timer.cancel(); // the close timeout starts now
-            start_writer(self);
-            if (reading) {
-                while (!ended) co_await wait_for_change();
-            } else {
-                // Reads (dropping messages) until the peer's close.
-                reading = true;
-                co_await read_awaitable(self, nullptr, false);
-                end_message_read();
-            }
-            const close_status& status = conn->status();
-            if (failure && !status.ec) co_return failure;
-            if (status.ec && status.ec != error::connection_closed) co_return to_net_error(status.ec);
-            co_return net_error_code{};
-        }
+        // ---- the operations with a beginning and an end (wsx/asio/impl/stream_ops.hpp)
+        void abort();
+        void start(role r, std::shared_ptr<const connection_options> settings);
+        net::awaitable<net_error_code> accept_op(std::shared_ptr<impl> self);
+        net::awaitable<net_error_code> handshake_op(std::shared_ptr<impl> self, client_request_options request,
+                                                   bool valid);
+        net::awaitable<net_error_code> close_op(std::shared_ptr<impl> self, close_code code, std::string reason);
     };
 
     // A read as a chain of callbacks rather than a coroutine: while it waits
@@ -1176,3 +682,8 @@ private:
 };
 
 } // namespace wsx
+
+// The implementation of async_stream's parts, by concept.
+#include <wsx/asio/impl/stream_read.hpp>
+#include <wsx/asio/impl/stream_write.hpp>
+#include <wsx/asio/impl/stream_ops.hpp>
