@@ -488,6 +488,15 @@ private:
             return {};
         }
 
+        // Ends the layer at once: pending operations complete with an error.
+        void end_transport_now() {
+            ended = true;
+            transport_closed = true;
+            detail::close_lowest_layer(next);
+            deadline_timer.cancel();
+            wake();
+        }
+
         // What poll_read() found.
         enum class read_result : std::uint8_t { none, message, close };
 

@@ -12,11 +12,7 @@ namespace wsx {
 template <class NextLayer>
 void async_stream<NextLayer>::impl::abort() {
     if (!failure) failure = net::error::operation_aborted;
-    ended = true;
-    transport_closed = true;
-    detail::close_lowest_layer(next);
-    deadline_timer.cancel();
-    wake();
+    end_transport_now();
 }
 
 template <class NextLayer>

@@ -134,11 +134,7 @@ void async_stream<NextLayer>::impl::fail_transport(const net_error_code& ec) {
     // keepalive timeout the transport is ended under a writer stuck
     // on a peer that does not read, and this error is only the echo).
     if (conn) conn->receive_transport_error(to_std_error(ec));
-    ended = true;
-    transport_closed = true;
-    detail::close_lowest_layer(next);
-    deadline_timer.cancel();
-    wake();
+    end_transport_now();
 }
 
 // Lets queued frames leave (bounded by the close timeout), then ends
