@@ -1,6 +1,7 @@
-// The connection's hooks for the Asio adapter: idle(), release_buffers()
-// and adopt_buffers() (a pool lends buffers to busy connections only), and
-// send_shared() (a broadcast's frame, made once, referenced by each queue).
+// The connection's buffers and what it shares: idle(), a buffer_source that
+// takes an idle connection's buffers and lends them again when it needs
+// some, and send_shared() (a broadcast's frame, made once, referenced by
+// each queue).
 #include <wsx/connection.hpp>
 
 #include "support/connection_pair.hpp"
@@ -20,58 +21,113 @@ connection open_server(connection_options options = test::fixed_options()) {
     return c;
 }
 
+// Keeps one buffer of each kind and counts the calls.
+class keeping_source final : public buffer_source {
+public:
+    void lend(connection_buffers& wanted) override {
+        ++lends;
+        std::swap(wanted, kept);
+    }
+    void give_back(connection_buffers& returned) override {
+        ++gives;
+        keep(kept.input, returned.input);
+        keep(kept.message, returned.message);
+        keep(kept.scratch, returned.scratch);
+        if (kept.output.bytes.capacity() < returned.output.bytes.capacity()) std::swap(kept.output, returned.output);
+        returned = {};
+    }
+    template <class Buffer>
+    static void keep(Buffer& mine, Buffer& theirs) {
+        if (mine.capacity() < theirs.capacity()) std::swap(mine, theirs);
+    }
+
+    connection_buffers kept;
+    int lends = 0;
+    int gives = 0;
+};
+
 } // namespace
 
-TEST_CASE("lending: an idle connection gives its buffers back and takes them again") {
-    connection server = open_server();
+TEST_CASE("lending: an idle connection gives its buffers to its source and takes them again") {
+    keeping_source source;
+    connection_options options = test::fixed_options();
+    options.buffers = &source;
+    connection server = open_server(options);
     connection client(role::client, test::fixed_options());
     client.open_without_handshake();
     CHECK(server.idle());
 
-    // A message in, and one out: the connection grew its buffers.
+    // A message in: the input grew, and went to the source once the
+    // message was handed out and nothing more was there.
     REQUIRE(!client.send_text(std::string(1000, 'a')));
     const auto events = test::transfer(client, server, test::chunking::whole);
     REQUIRE(events.size() == 1);
-    REQUIRE(!server.send_text("reply"));
-    CHECK(!server.idle()); // output waits
+    CHECK(source.gives == 1);
+    CHECK(source.kept.input.capacity() >= 1000);
+    const auto* input_memory = source.kept.input.data();
 
-    connection::buffer_set set;
-    CHECK(!server.release_buffers(set)); // not while output waits
-    CHECK(set.input.capacity() == 0);
+    // A reply out: the connection takes the buffers back, and holds them
+    // while output waits.
+    REQUIRE(!server.send_text("reply"));
+    CHECK(source.lends == 2);
+    CHECK(source.kept.input.capacity() == 0); // lent
+    CHECK(!server.idle());
+    const int gives = source.gives;
+    CHECK(server.next_event().type == event_type::none);
+    CHECK(source.gives == gives); // not idle: nothing given
     test::drain(server);
     CHECK(server.idle());
-    CHECK(server.release_buffers(set));
-    CHECK(set.input.capacity() >= 1000);
-    CHECK(set.output.bytes.capacity() > 0);
+    CHECK(source.gives == gives + 1);
+    CHECK(source.kept.input.data() == input_memory); // the same memory went round
+    CHECK(source.kept.output.bytes.capacity() > 0);
 
-    // With no buffer the connection still works: it takes the lent ones.
-    const auto* lent_input = set.input.data();
-    server.adopt_buffers(set);
-    CHECK(set.input.capacity() == 0); // taken
+    // It still works, bytewise.
     REQUIRE(!client.send_text("again"));
     const auto more = test::transfer(client, server, test::chunking::bytewise);
     REQUIRE(more.size() == 1);
     CHECK(more[0].data == "again");
-    connection::buffer_set back;
-    CHECK(server.release_buffers(back));
-    CHECK(back.input.data() == lent_input); // the same memory went round
+    CHECK(source.kept.input.data() == input_memory);
 }
 
-TEST_CASE("lending: half a message is not idle; buffers it holds are not replaced") {
-    connection server = open_server();
+TEST_CASE("lending: half a message, or a read in progress, is not idle") {
+    keeping_source source;
+    connection_options options = test::fixed_options();
+    options.buffers = &source;
+    connection server = open_server(options);
     const bytes whole = test::frame(role::client, opcode::text, bytes(100, 'x'));
     server.receive(const_bytes(whole.data(), 50));
     CHECK(!server.next_event());
     CHECK(!server.input_idle());
-    connection::buffer_set set;
-    CHECK(!server.release_buffers(set));
-    set.input.resize(4096);
-    server.adopt_buffers(set);
-    CHECK(set.input.size() == 4096); // kept its own, which holds the half frame
+    CHECK(source.gives == 0); // it holds the half frame
     server.receive(const_bytes(whole.data() + 50, whole.size() - 50));
     const event ev = server.next_event();
     CHECK(ev.type == event_type::message);
     CHECK(ev.data.size() == 100);
+    CHECK(!server.next_event());
+    CHECK(source.gives == 1);
+
+    // Between prepare() and commit() a reader holds the input buffer.
+    const mutable_bytes area = server.prepare(64);
+    CHECK(!server.idle());
+    CHECK(!server.next_event());
+    CHECK(source.gives == 1);
+    server.commit(0);
+    CHECK(server.idle());
+    CHECK(!server.next_event());
+    CHECK(source.gives == 2);
+    (void)area;
+}
+
+TEST_CASE("lending: without a source a connection keeps its own buffers") {
+    connection server = open_server();
+    connection client(role::client, test::fixed_options());
+    client.open_without_handshake();
+    REQUIRE(!client.send_text(std::string(1000, 'a')));
+    REQUIRE(test::transfer(client, server, test::chunking::whole).size() == 1);
+    const mutable_bytes area = server.prepare(10);
+    server.commit(0);
+    CHECK(server.prepare(10).data() == area.data()); // the same buffer
+    server.commit(0);
 }
 
 TEST_CASE("send_shared: the frame is referenced, with send_*'s checks, backpressure at N and N+1") {

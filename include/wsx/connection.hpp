@@ -87,6 +87,8 @@ public:
     // payload's missing part, however long: those bytes land where the
     // message will be handed out, so a read never copies them again.
     mutable_bytes prepare(std::size_t n) {
+        borrow_buffers();
+        reading_ = true;
         if (filling_direct()) return mutable_bytes(message_).subspan(message_.size() - wanted_);
         if (in_read_ == in_end_) in_read_ = in_end_ = 0;
         if (in_.size() - in_end_ < n) {
@@ -101,6 +103,7 @@ public:
     }
     // Makes n bytes written into prepare()'s area part of the input.
     void commit(std::size_t n) noexcept {
+        reading_ = false;
         if (filling_direct()) {
             wanted_ -= std::min(n, wanted_);
             return;
@@ -121,6 +124,7 @@ public:
 
     // The transport reached end of stream.
     void receive_eof() noexcept {
+        reading_ = false;
         eof_ = true;
         // RFC 6455 §7.1.1: a client that got the server's close frame waits
         // for the server to close TCP; this is that close, so stop waiting.
@@ -265,28 +269,48 @@ public:
         return latency_.count() < 0 ? std::nullopt : std::optional<duration>(latency_);
     }
 
-    // ---- added for the Asio adapter (wsx/asio/): buffer lending, broadcast --
+    // ---- buffers ---------------------------------------------------------------
 
     // Idle: nothing unread, no message half received, nothing waiting to be
-    // written. An idle connection needs no buffer, so an adapter may take
-    // them back between messages (release_buffers) and lend them again when
-    // bytes arrive (adopt_buffers): idle connections then hold none, and a
-    // pool of buffers keeps steady state free of allocation.
-    struct buffer_set;
-    bool idle() const noexcept { return input_idle() && out_.empty() && !pong_owed_; }
+    // written, no read between prepare() and commit(). An idle connection
+    // needs no buffer: with connection_options::buffers it gives them to that
+    // source the moment it becomes idle (after next_event() found nothing
+    // more, or consume_output() emptied the output) and takes them back when
+    // it needs them (wsx/buffer_source.hpp).
+    bool idle() const noexcept { return input_idle() && out_.empty() && !pong_owed_ && !reading_; }
     // Nothing unread and no message half received: the input side needs no
     // buffer until bytes arrive.
     bool input_idle() const noexcept { return in_read_ == in_end_ && !in_message_; }
-    // Moves every buffer (capacity kept, contents dropped) into `into` when
-    // idle(); returns false and changes nothing otherwise.
-    bool release_buffers(buffer_set& into) noexcept;
-    // Takes from `from` each buffer that the connection holds no memory for;
-    // what it does not take stays in `from`.
-    void adopt_buffers(buffer_set& from) noexcept;
     // The agreed permessage-deflate parameters (none when not agreed).
     const std::optional<deflate_params>& deflate_parameters() const noexcept { return deflate_; }
 
 private:
+    // With a buffer source: takes what the connection lacks from it, and
+    // gives everything back once idle.
+    void borrow_buffers() {
+        if (options_->buffers == nullptr || borrowed_) return;
+        borrowed_ = true;
+        connection_buffers lent;
+        options_->buffers->lend(lent);
+        adopt_buffers(lent);
+        // What it did not need (it had a buffer of that kind already).
+        const bool left = lent.input.capacity() > 0 || lent.message.capacity() > std::string().capacity() ||
+                          lent.output.bytes.capacity() > 0 || lent.output.segments.capacity() > 0 ||
+                          lent.output.blocks.capacity() > 0 || lent.scratch.capacity() > 0;
+        if (left) options_->buffers->give_back(lent);
+    }
+    void return_buffers() noexcept {
+        // Not after the transport failed: a write may still hold the output.
+        if (options_->buffers == nullptr || !idle() || close_transport_) return;
+        connection_buffers back;
+        release_buffers(back);
+        options_->buffers->give_back(back);
+        borrowed_ = false;
+    }
+    void release_buffers(connection_buffers& into) noexcept;
+    void adopt_buffers(connection_buffers& from) noexcept;
+    event next_event_inner();
+
     // The options' random source, else the CSPRNG (wsx/random.hpp).
     void random_fill(mutable_bytes out) const {
         if (options_->random) options_->random(out);
@@ -349,6 +373,8 @@ private:
     bool close_sent_ = false;
     bool close_event_sent_ = false;
     bool close_transport_ = false;
+    bool reading_ = false;  // between prepare() and commit(): the input is in a reader's hands
+    bool borrowed_ = false; // took buffers from options_->buffers and holds them
     bool awaiting_answer_ = false; // server: request event delivered, accept/reject pending
 
     // Input: unread bytes are in_[in_read_, in_end_).
@@ -424,15 +450,6 @@ private:
     std::uint8_t ping_payload_[4]{};
     duration latency_{-1}; // none yet while negative
 
-public:
-    // The buffers lent and taken back by release_buffers/adopt_buffers (for the
-    // Asio adapter's pool).
-    struct buffer_set {
-        std::vector<std::uint8_t> input;
-        std::string message;
-        output_queue::storage output;
-        std::vector<std::uint8_t> scratch;
-    };
 };
 
 } // namespace wsx

@@ -2,6 +2,7 @@
 // extensions, and the clock it counts time with.
 #pragma once
 
+#include <wsx/buffer_source.hpp>
 #include <wsx/deflate.hpp>
 #include <wsx/handshake.hpp>
 #include <wsx/http.hpp>
@@ -34,6 +35,7 @@ struct connection_options {
     origin_policy origins;                       // server: which Origin headers are let in
     std::optional<deflate_options> deflate;      // permessage-deflate offered/accepted when set
     random_source random;                        // mask keys, Sec-WebSocket-Key; CSPRNG when empty
+    buffer_source* buffers = nullptr;            // takes an idle connection's buffers (wsx/buffer_source.hpp)
 };
 
 } // namespace wsx

@@ -1,10 +1,13 @@
 // wsx/wsx.hpp - the sans-I/O core in one include.
 #pragma once
 
+#include <wsx/buffer_source.hpp>
 #include <wsx/bytes.hpp>
 #include <wsx/close_code.hpp>
 #include <wsx/connection.hpp>
+#include <wsx/connection_options.hpp>
 #include <wsx/deflate.hpp>
+#include <wsx/event.hpp>
 #include <wsx/error.hpp>
 #include <wsx/extension.hpp>
 #include <wsx/frame.hpp>

@@ -215,20 +215,19 @@ public:
     const next_layer_type& next_layer() const noexcept { return impl_->next; }
 
     // Limits, timers and deflate for the next accept or handshake. Messages
-    // are always delivered whole: `streaming` is ignored.
+    // are always delivered whole: `streaming` is ignored. Unless `buffers`
+    // names a source, an idle connection gives its buffers to its thread's
+    // pool (wsx/asio/buffer_pool.hpp).
     void set_options(connection_options options) {
         options.streaming = false;
+        if (options.buffers == nullptr) options.buffers = detail::thread_buffers();
         set_options(std::make_shared<const connection_options>(std::move(options)));
     }
     // The same, shared with other streams (a server's connections): each
     // keeps a pointer to them rather than a copy.
     void set_options(std::shared_ptr<const connection_options> options) {
-        if (options && options->streaming) {
-            connection_options whole = *options;
-            whole.streaming = false;
-            options = std::make_shared<const connection_options>(std::move(whole));
-        }
-        impl_->next_options = std::move(options);
+        if (options && (options->streaming || options->buffers == nullptr)) set_options(connection_options(*options));
+        else impl_->next_options = std::move(options);
     }
     // The options of the next accept or handshake, else of the connection.
     const connection_options& options() const noexcept {
@@ -426,7 +425,6 @@ private:
         bool message_in_hand = false; // a read delivered a message; no read since
         bool close_pending = false; // the close event was taken; its read ends the transport
         bool read_pending = false;  // a read (or a wait for bytes) is pending on the layer
-        bool reading_into_buffer = false; // that read fills the connection's input buffer
         bool driver_running = false;
         bool ended = false;         // the connection is over
         bool closing_transport = false;
@@ -447,16 +445,9 @@ private:
         std::shared_ptr<const connection_options> take_options() {
             if (next_options) return std::move(next_options);
             if (conn) return conn->shared_options();
-            return std::make_shared<const connection_options>();
-        }
-
-        // Buffers come from the thread's pool when the connection needs them
-        // and go back when it is idle (wsx/asio/buffer_pool.hpp).
-        void lend() {
-            if (conn) detail::thread_buffer_pool().lend(*conn);
-        }
-        void reclaim() {
-            if (conn && !reading_into_buffer && !writing) detail::thread_buffer_pool().reclaim(*conn);
+            connection_options defaults;
+            defaults.buffers = detail::thread_buffers();
+            return std::make_shared<const connection_options>(std::move(defaults));
         }
 
         net::awaitable<void> wait_for_change() {

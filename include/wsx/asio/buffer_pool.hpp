@@ -1,7 +1,8 @@
 // wsx/asio/buffer_pool.hpp - buffers shared by the connections of a thread.
 //
-// An idle connection needs no buffer (connection::idle()). The adapter takes
-// a connection's buffers back when it goes idle and lends it some again
+// An idle connection needs no buffer (connection::idle()). The pool is the
+// buffer_source (wsx/buffer_source.hpp) of the Asio adapter's connections:
+// each gives it its buffers the moment it goes idle and takes some again
 // when bytes arrive or a message is sent, so 10,000 idle connections hold
 // no message buffer between them, while a busy thread reuses the same few
 // buffers and allocates nothing in steady state.
@@ -10,7 +11,8 @@
 // on one thread and given back on another; it then simply changes pools.
 #pragma once
 
-#include <wsx/connection.hpp>
+#include <wsx/buffer_source.hpp>
+#include <wsx/output_queue.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -20,7 +22,7 @@
 
 namespace wsx::detail {
 
-class buffer_pool {
+class buffer_pool final : public buffer_source {
 public:
     // At most this many buffers of each kind are kept, holding at most
     // max_kept_bytes in all: a stream of large messages reuses its buffers
@@ -36,29 +38,19 @@ public:
         scratches_.reserve(max_kept);
     }
 
-    // Gives `c` a buffer of each kind it lacks.
-    void lend(connection& c) {
-        connection::buffer_set set;
-        take(inputs_, set.input);
-        take(messages_, set.message);
-        take(outputs_, set.output);
-        take(scratches_, set.scratch);
-        c.adopt_buffers(set);
-        put(inputs_, set.input);
-        put(messages_, set.message);
-        put(outputs_, set.output);
-        put(scratches_, set.scratch);
+    // buffer_source: a buffer of each kind the pool has; everything given
+    // back is kept, up to the limits, or freed.
+    void lend(connection_buffers& wanted) override {
+        take(inputs_, wanted.input);
+        take(messages_, wanted.message);
+        take(outputs_, wanted.output);
+        take(scratches_, wanted.scratch);
     }
-
-    // Takes `c`'s buffers back if it is idle; returns whether it did.
-    bool reclaim(connection& c) {
-        connection::buffer_set set;
-        if (!c.release_buffers(set)) return false;
-        put(inputs_, set.input);
-        put(messages_, set.message);
-        put(outputs_, set.output);
-        put(scratches_, set.scratch);
-        return true;
+    void give_back(connection_buffers& returned) override {
+        put(inputs_, returned.input);
+        put(messages_, returned.message);
+        put(outputs_, returned.output);
+        put(scratches_, returned.scratch);
     }
 
     std::size_t kept() const noexcept {
@@ -106,6 +98,19 @@ private:
 inline buffer_pool& thread_buffer_pool() {
     thread_local buffer_pool pool;
     return pool;
+}
+
+// The source the Asio adapter gives its connections: the pool of whichever
+// thread the connection runs on at the time.
+class thread_buffer_source final : public buffer_source {
+public:
+    void lend(connection_buffers& wanted) override { thread_buffer_pool().lend(wanted); }
+    void give_back(connection_buffers& returned) override { thread_buffer_pool().give_back(returned); }
+};
+
+inline buffer_source* thread_buffers() noexcept {
+    static thread_buffer_source source;
+    return &source;
 }
 
 } // namespace wsx::detail

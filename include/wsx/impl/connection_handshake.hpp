@@ -20,7 +20,10 @@ inline void connection::set_open(std::optional<deflate_params> deflate) {
 }
 
 // Makes room for n more bytes of output; returns where they go.
-inline std::uint8_t* connection::append_output(std::size_t n) { return out_.append(n); }
+inline std::uint8_t* connection::append_output(std::size_t n) {
+    borrow_buffers();
+    return out_.append(n);
+}
 
 inline void connection::queue_bytes(std::string_view bytes) {
     if (!bytes.empty()) std::memcpy(append_output(bytes.size()), bytes.data(), bytes.size());

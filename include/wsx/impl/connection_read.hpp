@@ -57,6 +57,7 @@ inline void connection::abandon(std::error_code ec, close_code code) {
 }
 
 inline void connection::receive_transport_error(std::error_code ec) noexcept {
+    reading_ = false;
     in_read_ = in_end_ = 0;
     direct_ = false;
     wanted_ = 0;
@@ -72,6 +73,12 @@ inline void connection::receive_transport_error(std::error_code ec) noexcept {
 }
 
 inline event connection::next_event() {
+    event ev = next_event_inner();
+    if (!ev) return_buffers(); // nothing more to do until bytes arrive
+    return ev;
+}
+
+inline event connection::next_event_inner() {
     if (close_event_sent_) return {};
     if (state_ == state::closed) {
         // Closed without its event yet: a handshake failure or a timeout.

@@ -138,10 +138,8 @@ inline std::error_code connection::send_shared(const std::shared_ptr<prepared_me
     return {};
 }
 
-// Added for the Asio adapter's buffer pool.
-inline bool connection::release_buffers(buffer_set& into) noexcept {
-    if (!idle()) return false;
-    // The input keeps its size (prepare() reads into size(), not capacity()).
+// Every buffer, capacity kept and contents dropped, into `into` (idle only).
+inline void connection::release_buffers(connection_buffers& into) noexcept {
     in_read_ = in_end_ = 0;
     scratch_.clear();
     out_.release(into.output);
@@ -151,10 +149,11 @@ inline bool connection::release_buffers(buffer_set& into) noexcept {
     in_.clear();
     message_.clear();
     scratch_.clear();
-    return true;
 }
 
-inline void connection::adopt_buffers(buffer_set& from) noexcept {
+// Takes from `from` each buffer that the connection holds no memory for;
+// what it does not take stays in `from`.
+inline void connection::adopt_buffers(connection_buffers& from) noexcept {
     if (in_.capacity() == 0 && in_end_ == 0) std::swap(in_, from.input);
     if (message_.capacity() <= std::string().capacity() && !in_message_) std::swap(message_, from.message);
     out_.adopt(from.output);
@@ -219,6 +218,7 @@ inline void connection::consume_output(std::size_t n) {
     // RFC 6455 §5.5.2: the pong owed for the last ping of a flood must not
     // wait for the peer's next frame.
     if (pong_owed_) flush_pending_pong();
+    if (out_.empty()) return_buffers();
 }
 
 } // namespace wsx

@@ -46,6 +46,7 @@ public:
           options_(std::move(options)),
           use_strands_(use_strands) {
         options_.connection.streaming = false;
+        if (options_.connection.buffers == nullptr) options_.connection.buffers = thread_buffers();
         shared_connection_options_ = std::make_shared<const connection_options>(options_.connection);
         done_timer_.expires_at(net::steady_timer::time_point::max());
     }

@@ -42,7 +42,6 @@ net::awaitable<net_error_code> async_stream<NextLayer>::impl::accept_op(std::sha
             co_await flush(self);
             if (failure) co_return failure;
             if (conn->get_state() == state::open) {
-                reclaim();
                 co_return net_error_code{};
             }
             continue; // refused: the close event follows
@@ -90,7 +89,6 @@ net::awaitable<net_error_code> async_stream<NextLayer>::impl::handshake_op(
         const event ev = poll_event(self);
         if (ev.type == event_type::response && conn->get_state() == state::open) {
             co_await flush(self);
-            reclaim();
             co_return failure;
         }
         if (ev.type == event_type::close) {
@@ -109,7 +107,6 @@ net::awaitable<net_error_code> async_stream<NextLayer>::impl::close_op(
     std::shared_ptr<impl> self, close_code code, std::string reason) {
     if (failure) co_return failure;
     if (!conn || ended) co_return to_net_error(error::connection_closed);
-    lend();
     // The close timeout counts from now, not from the last tick.
     conn->tick(clock_type::now());
     conn->close(code, reason);

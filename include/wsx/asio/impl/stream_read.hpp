@@ -11,7 +11,6 @@ namespace wsx {
 // The connection's next event; what it queued is handed to the writer.
 template <class NextLayer>
 event async_stream<NextLayer>::impl::poll_event(const std::shared_ptr<impl>& self, bool write) {
-    lend();
     conn->tick(clock_type::now());
     event ev = conn->next_event();
     if (write) start_writer(self);
@@ -41,7 +40,6 @@ net::awaitable<net_error_code> async_stream<NextLayer>::impl::read_request_start
     const std::size_t n = co_await next.async_read_some(net::buffer(start_bytes, sizeof start_bytes),
                                                         net::redirect_error(net::use_awaitable, ec));
     read_pending = false;
-    lend();
     conn->receive(const_bytes(start_bytes, n));
     co_return take_end_of_stream(ec);
 }
@@ -70,23 +68,19 @@ net::awaitable<net_error_code> async_stream<NextLayer>::impl::read_more() {
 template <class NextLayer>
 bool async_stream<NextLayer>::impl::wait_before_read() {
     if (!conn->input_idle()) return false;
-    reclaim();
     read_pending = true;
     return true;
 }
 
 template <class NextLayer>
 mutable_bytes async_stream<NextLayer>::impl::begin_read() {
-    lend();
     read_pending = true;
-    reading_into_buffer = true;
     return conn->prepare(conn->read_size_hint());
 }
 
 template <class NextLayer>
 net_error_code async_stream<NextLayer>::impl::end_read(std::size_t n, net_error_code ec) {
     read_pending = false;
-    reading_into_buffer = false;
     conn->commit(n);
     return take_end_of_stream(ec);
 }
@@ -190,7 +184,6 @@ auto async_stream<NextLayer>::impl::poll_read(const std::shared_ptr<impl>& self,
             if (out == nullptr) continue;
             out->text = ev.text;
             conn->take_message(ev, out->data);
-            if (!writing) reclaim();
             message_in_hand = true;
             return read_result::message;
         case event_type::ping:

@@ -34,7 +34,6 @@ void async_stream<NextLayer>::impl::arm_driver(std::shared_ptr<impl> self) {
             me.driver_running = false;
             return;
         }
-        me.lend();
         me.conn->tick(clock_type::now());
         me.start_writer(self);
         if (me.conn->transport_action() == transport_action::close) {
@@ -42,7 +41,6 @@ void async_stream<NextLayer>::impl::arm_driver(std::shared_ptr<impl> self) {
             net::co_spawn(me.next.get_executor(), me.finish_transport(self), net::detached);
             return;
         }
-        if (!me.writing) me.reclaim();
         me.arm_driver(std::move(self));
     });
 }
@@ -91,7 +89,6 @@ template <class NextLayer>
 void async_stream<NextLayer>::impl::write_next(const std::shared_ptr<impl>& self) {
     if (failure || transport_closed || !conn || conn->pending_output_size() == 0) {
         writing = false;
-        reclaim();
         wake();
         return;
     }
@@ -170,7 +167,6 @@ net::awaitable<net_error_code> async_stream<NextLayer>::impl::write_op(
     // Backpressure: above the high water mark, wait for the queue to
     // drain below the low one.
     if (const net_error_code ec = co_await wait_for_room()) co_return ec;
-    lend();
     const std::error_code ec = text ? conn->send_text(as_string_view(data)) : conn->send_binary(data);
     if (ec) co_return to_net_error(ec);
     start_writer(self);
@@ -206,7 +202,6 @@ template <class NextLayer>
 net::awaitable<net_error_code> async_stream<NextLayer>::impl::write_borrowed(
     std::shared_ptr<impl> self, bool text, const_bytes data) {
     if (const net_error_code ec = co_await wait_for_room()) co_return ec;
-    lend();
     bool borrowed = false;
     if (const std::error_code ec = conn->send_borrowed(text, data, borrowed)) co_return to_net_error(ec);
     start_writer(self);
@@ -227,7 +222,6 @@ template <class NextLayer>
 std::error_code async_stream<NextLayer>::impl::try_write(bool text, const_bytes data) {
     if (const net_error_code ec = check_open()) return to_std_error(ec);
     if (queued() > active_options().max_pending_output) return error::would_block;
-    lend();
     const std::error_code ec = text ? conn->send_text(as_string_view(data)) : conn->send_binary(data);
     if (!ec) start_writer(this->shared_from_this());
     return ec;
@@ -240,7 +234,6 @@ std::error_code async_stream<NextLayer>::impl::try_write_shared(
     const std::shared_ptr<prepared_message>& m, std::size_t high_water_mark) {
     if (const net_error_code ec = check_open()) return to_std_error(ec);
     if (queued() > high_water_mark) return error::would_block;
-    lend();
     const std::error_code ec = conn->send_shared(m);
     if (!ec) start_writer(this->shared_from_this());
     return ec;
@@ -250,7 +243,6 @@ template <class NextLayer>
 net::awaitable<net_error_code> async_stream<NextLayer>::impl::ping_op(
     std::shared_ptr<impl> self, std::vector<std::uint8_t> payload) {
     if (const net_error_code ec = check_open()) co_return ec;
-    lend();
     if (const std::error_code ec = conn->send_ping(payload)) co_return to_net_error(ec);
     start_writer(self);
     co_return net_error_code{};
