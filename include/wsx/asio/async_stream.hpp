@@ -303,8 +303,14 @@ public:
     // Pings are answered and reported to the control callback on the way.
     template <class CompletionToken>
     auto async_read(message& out, CompletionToken&& token) {
+        // The read starts on the stream's executor: at once when called
+        // there, else posted (a caller on another thread must not touch the
+        // connection while the writer does).
         auto initiation = [](auto handler, std::shared_ptr<impl> self, message* into) {
-            start_read(std::move(self), into, std::move(handler), false);
+            const executor_type executor = self->next.get_executor();
+            net::dispatch(executor, [handler = std::move(handler), self = std::move(self), into]() mutable {
+                start_read(std::move(self), into, std::move(handler), false);
+            });
         };
         return net::async_initiate<CompletionToken, void(net_error_code)>(std::move(initiation), token, impl_, &out);
     }
