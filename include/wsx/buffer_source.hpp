@@ -24,6 +24,13 @@ struct connection_buffers {
     std::string message;               // a message being put together
     output_queue::storage output;      // bytes waiting to be written
     std::vector<std::uint8_t> scratch; // compressed payloads
+
+    // No memory in any of them.
+    bool empty() const noexcept {
+        return input.capacity() == 0 && message.capacity() <= std::string().capacity() &&
+               output.bytes.capacity() == 0 && output.segments.capacity() == 0 && output.blocks.capacity() == 0 &&
+               scratch.capacity() == 0;
+    }
 };
 
 class buffer_source {

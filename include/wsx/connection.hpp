@@ -294,10 +294,7 @@ private:
         options_->buffers->lend(lent);
         adopt_buffers(lent);
         // What it did not need (it had a buffer of that kind already).
-        const bool left = lent.input.capacity() > 0 || lent.message.capacity() > std::string().capacity() ||
-                          lent.output.bytes.capacity() > 0 || lent.output.segments.capacity() > 0 ||
-                          lent.output.blocks.capacity() > 0 || lent.scratch.capacity() > 0;
-        if (left) options_->buffers->give_back(lent);
+        if (!lent.empty()) options_->buffers->give_back(lent);
     }
     void return_buffers() noexcept {
         // Not after the transport failed: a write may still hold the output.

@@ -68,16 +68,16 @@ public:
         block& b = room_for(n);
         const std::size_t at = b.used;
         b.used += n;
-        ++b.live;
         size_ += n;
-        if (!segments_.empty() && head_ < segments_.size()) {
+        // Right after the last owned segment: that segment grows.
+        if (head_ < segments_.size()) {
             segment& last = segments_.back();
             if (last.owned && last.block == b.number && last.offset + last.size == at) {
                 last.size += n;
-                --b.live; // the same segment, grown
                 return b.bytes.data() + at;
             }
         }
+        ++b.live;
         segment s;
         s.owned = true;
         s.block = b.number;
